@@ -1,0 +1,305 @@
+//! The workflow spec as users write it (TOML or JSON): tasks, waves, run settings, and
+//! simulated behaviour. Plain data; `validate` checks it and `graph` compiles it.
+//!
+//! The same types are embedded in the run-started record, so a log carries the exact
+//! effective spec it was run with and replays without the original file.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A whole workflow file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    #[serde(default)]
+    pub run: RunConfig,
+    #[serde(default, rename = "task", alias = "tasks")]
+    pub tasks: Vec<TaskSpec>,
+    #[serde(default, rename = "wave", alias = "waves")]
+    pub waves: Vec<WaveSpec>,
+}
+
+/// Run-level settings (`[run]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// At most this many attempts run at once. Unset: the runtime picks (and records) one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    /// At most this many attempts of a priority run at once.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub priority_caps: BTreeMap<Priority, u32>,
+    /// The whole run is cancelled (outcome `timed_out`) this long after it starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub cancellation: Cancellation,
+    /// What happens to the dependents (`after`) of a task that did not succeed.
+    #[serde(default)]
+    pub on_failure: Downstream,
+    #[serde(default)]
+    pub mode: Mode,
+    /// Seeds retry jitter (and, in simulation, the order of simultaneous completions).
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// One task (`[[task]]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// What to run. A task without a command is a group: it succeeds when its children do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Command>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Tasks that must succeed before this one starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// The task whose children this task belongs to (unset: the run itself). Tasks listed
+    /// in a `[[wave]]` get the wave's parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    #[serde(default)]
+    pub priority: Priority,
+    /// Each attempt is killed after this long (and counts as timed out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// A declared cost estimate (any unit), summed in run rollups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<u64>,
+    /// How the task behaves under `--sim`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim: Option<SimBehaviour>,
+}
+
+/// A command: an argv list (exec'd directly) or a shell string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Command {
+    Argv(Vec<String>),
+    Shell(String),
+}
+
+/// An ordered group of a parent's children (`[[wave]]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaveSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The task whose children these are (unset: the run itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    pub tasks: Vec<String>,
+    /// At most this many attempts of this wave run at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    #[serde(default)]
+    pub on_failure: WaveFailure,
+    #[serde(default)]
+    pub wake: WakePolicy,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Priority {
+    P0,
+    P1,
+    #[default]
+    P2,
+    P3,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 4] = [Priority::P0, Priority::P1, Priority::P2, Priority::P3];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cancellation {
+    /// Cancelling a task cancels its children and dependents too.
+    #[default]
+    Cascading,
+    /// Cancelling a task cancels only it; children keep running.
+    Isolated,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Downstream {
+    /// Dependents of a task that did not succeed end `blocked`.
+    #[default]
+    Block,
+    /// Dependents run anyway.
+    Continue,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    #[default]
+    Parallel,
+    /// One attempt at a time, in the canonical order.
+    Sequential,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaveFailure {
+    /// The wave runs to its end, then the parent fails and its later waves are skipped.
+    #[default]
+    FailParent,
+    /// Failures are warnings: every wave runs and the parent succeeds.
+    WarnAndContinue,
+    /// The wave's not-yet-started tasks are skipped; later waves still run; the parent fails.
+    StopWave,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WakePolicy {
+    #[default]
+    OnWaveComplete,
+    OnChildComplete,
+}
+
+/// How many attempts, and how long to wait between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (1 = no retry).
+    #[serde(default = "one")]
+    pub max_attempts: u32,
+    #[serde(default)]
+    pub backoff: Backoff,
+    /// Delay before the first retry (fixed: before every retry).
+    #[serde(default)]
+    pub base_ms: u64,
+    /// Upper bound of an exponential delay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ms: Option<u64>,
+    #[serde(default)]
+    pub jitter: Jitter,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { max_attempts: 1, backoff: Backoff::Fixed, base_ms: 0, max_ms: None, jitter: Jitter::None }
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backoff {
+    #[default]
+    Fixed,
+    Exponential,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Jitter {
+    #[default]
+    None,
+    /// A deterministic delay in [d/2, d], drawn from the run seed, the task and the attempt.
+    Seeded,
+}
+
+/// Scripted behaviour of a task under simulation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimBehaviour {
+    /// Virtual time each attempt takes.
+    #[serde(default = "default_sim_duration")]
+    pub duration_ms: u64,
+    /// Outcome of attempt 1, 2, ...; the last one repeats. Default: `["succeed"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outcomes: Vec<SimOutcome>,
+    /// What the task "prints": its output digest is the blake3 of these bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<String>,
+}
+
+impl Default for SimBehaviour {
+    fn default() -> Self {
+        SimBehaviour { duration_ms: default_sim_duration(), outcomes: Vec::new(), stdout: None }
+    }
+}
+
+fn default_sim_duration() -> u64 {
+    100
+}
+
+/// One scripted attempt outcome, written `"succeed"`, `"fail"`, `"fail:CODE"` or `"hang"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimOutcome {
+    Succeed,
+    Fail(i32),
+    /// Never exits on its own: only a timeout or a cancel ends it.
+    Hang,
+}
+
+impl SimBehaviour {
+    /// The scripted outcome of attempt `attempt` (1-based).
+    pub fn outcome(&self, attempt: u32) -> SimOutcome {
+        let i = (attempt.max(1) - 1) as usize;
+        self.outcomes.get(i).or(self.outcomes.last()).copied().unwrap_or(SimOutcome::Succeed)
+    }
+}
+
+impl std::fmt::Display for SimOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SimOutcome::Succeed => write!(f, "succeed"),
+            SimOutcome::Fail(1) => write!(f, "fail"),
+            SimOutcome::Fail(code) => write!(f, "fail:{code}"),
+            SimOutcome::Hang => write!(f, "hang"),
+        }
+    }
+}
+
+impl std::str::FromStr for SimOutcome {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "succeed" => Ok(SimOutcome::Succeed),
+            "fail" => Ok(SimOutcome::Fail(1)),
+            "hang" => Ok(SimOutcome::Hang),
+            other => match other.strip_prefix("fail:").map(str::parse::<i32>) {
+                Some(Ok(0)) => Err("\"fail:0\" is a success; write \"succeed\"".into()),
+                Some(Ok(code)) => Ok(SimOutcome::Fail(code)),
+                _ => Err(format!("unknown simulated outcome {other:?} (expected succeed, fail, fail:CODE or hang)")),
+            },
+        }
+    }
+}
+
+impl Serialize for SimOutcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SimOutcome {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
