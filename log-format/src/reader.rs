@@ -140,6 +140,13 @@ impl Reader {
     }
 
     fn seek(&self, seq: u64) -> Result<Cursor> {
+        // A log starts at seq 0. Without this, a log that lost its first segment would
+        // read as if it began at the second one's base seq.
+        let first = &self.segments[0];
+        if first.base_seq != 0 {
+            let damage = Damage::BaseSeq { expected: 0, found: first.base_seq };
+            return Err(corrupt(&first.path, Found { offset: 0, seq: 0, damage }));
+        }
         let index = self.segments.partition_point(|m| m.base_seq <= seq).saturating_sub(1);
         let seg = &self.segments[index];
         let is_last = index + 1 == self.segments.len();
