@@ -1,0 +1,874 @@
+//! Semantic checks of a parsed spec: references that resolve, ids that are unique, caps
+//! that admit work, and a task graph (dependencies, parents, waves) that can finish.
+//!
+//! Every problem is collected, not just the first, so a user fixes a file in one pass.
+//! Problems come out in a fixed order (run settings, then tasks and waves in declaration
+//! order, then cycles), whatever the size of the spec: the checks are linear (the cycle
+//! search is an iterative Tarjan over a waits-for graph), as specs may hold a million tasks.
+//!
+//! Where a problem is reported is the business of a [`Places`]: the parser's knows the
+//! lines of a TOML file; [`Unplaced`] names paths (`task[3].after[1]`) for JSON and for
+//! specs read back from a log.
+
+use std::collections::{HashMap, HashSet};
+
+use super::{Backoff, Command, Error, Problem, SimOutcome, Spec, TaskSpec, WaveSpec};
+
+/// Where things are in a spec's source, as place strings for [`Problem::place`].
+///
+/// Indexes are positions in `Spec::tasks` / `Spec::waves` (0-based). A `field` is a key
+/// path below the task, wave or `[run]` table, dotted for nested keys: `"after"`,
+/// `"retry.max_attempts"`, `"sim.outcomes"`, `"env.HOME"`, `"priority_caps.P1"`. An `item`
+/// is an index into a list field (`after`, argv `command`, `sim.outcomes`, wave `tasks`).
+pub trait Places {
+    /// The task as a whole (in TOML: its `[[task]]` header).
+    fn task(&self, task: usize) -> String;
+    /// A field of a task, or one item of a list field.
+    fn task_field(&self, task: usize, field: &str, item: Option<usize>) -> String;
+    /// The wave as a whole (in TOML: its `[[wave]]` header).
+    fn wave(&self, wave: usize) -> String;
+    /// A field of a wave, or one item of a list field.
+    fn wave_field(&self, wave: usize, field: &str, item: Option<usize>) -> String;
+    /// A field of the `[run]` table.
+    fn run_field(&self, field: &str) -> String;
+}
+
+/// [`Places`] without a source: `NAME: task[3].after[1]`. Used for JSON (which has no
+/// spans) and for specs that come out of a log rather than a file.
+#[derive(Debug, Clone, Copy)]
+pub struct Unplaced<'a>(pub &'a str);
+
+impl Places for Unplaced<'_> {
+    fn task(&self, task: usize) -> String {
+        format!("{}: task[{task}]", self.0)
+    }
+
+    fn task_field(&self, task: usize, field: &str, item: Option<usize>) -> String {
+        format!("{}: task[{task}].{field}{}", self.0, item_suffix(item))
+    }
+
+    fn wave(&self, wave: usize) -> String {
+        format!("{}: wave[{wave}]", self.0)
+    }
+
+    fn wave_field(&self, wave: usize, field: &str, item: Option<usize>) -> String {
+        format!("{}: wave[{wave}].{field}{}", self.0, item_suffix(item))
+    }
+
+    fn run_field(&self, field: &str) -> String {
+        format!("{}: run.{field}", self.0)
+    }
+}
+
+/// Checks `spec` and returns every problem found, placed by `places`.
+pub fn validate(spec: &Spec, places: &dyn Places) -> Result<(), Error> {
+    let mut checker = Checker::new(spec, places);
+    checker.run_settings();
+    for (index, task) in spec.tasks.iter().enumerate() {
+        checker.task(index, task);
+    }
+    let structure = checker.structure();
+    checker.graph(&structure);
+    checker.finish()
+}
+
+fn item_suffix(item: Option<usize>) -> String {
+    item.map(|i| format!("[{i}]")).unwrap_or_default()
+}
+
+/// What a problem is about; problems are sorted by it so the order is the declaration
+/// order of what they refer to, not the order the checks happened to run in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum About {
+    Run,
+    Task(usize),
+    Wave(usize),
+    Cycle(usize),
+}
+
+/// Where a parent reference leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// The run itself (no parent).
+    Root,
+    Task(usize),
+    /// A name that is not a task (already reported).
+    Unknown,
+}
+
+/// The parent/wave structure, resolved once and shared by the later checks.
+struct Structure {
+    /// Each task's parent: its own `parent`, else the parent of the wave listing it.
+    parent: Vec<Owner>,
+    /// Tasks whose parent chain loops back to them; their parent links are left out of
+    /// the waits-for graph so the loop is reported once, as a parent loop.
+    in_parent_loop: Vec<bool>,
+    /// The wave each task is listed in (its first listing), if that wave is its parent's.
+    wave_of: Vec<Option<usize>>,
+    /// Each wave's owner, and the wave before it of the same owner.
+    wave_owner: Vec<Owner>,
+    wave_position: Vec<usize>,
+    previous_wave: Vec<Option<usize>>,
+    /// Which tasks are listed in which wave (first listings of known, matching tasks).
+    wave_members: Vec<Vec<usize>>,
+}
+
+struct Checker<'a> {
+    spec: &'a Spec,
+    places: &'a dyn Places,
+    problems: Vec<(About, Problem)>,
+    /// Task id → index of its first declaration.
+    ids: HashMap<&'a str, usize>,
+}
+
+impl<'a> Checker<'a> {
+    fn new(spec: &'a Spec, places: &'a dyn Places) -> Self {
+        let mut ids = HashMap::with_capacity(spec.tasks.len());
+        for (index, task) in spec.tasks.iter().enumerate() {
+            ids.entry(task.id.as_str()).or_insert(index);
+        }
+        Checker { spec, places, problems: Vec::new(), ids }
+    }
+
+    fn report(&mut self, about: About, place: String, message: String) {
+        self.problems.push((about, Problem { place, message }));
+    }
+
+    fn finish(mut self) -> Result<(), Error> {
+        if self.problems.is_empty() {
+            return Ok(());
+        }
+        // Stable: problems about the same thing keep the order the checks found them in.
+        self.problems.sort_by_key(|(about, _)| *about);
+        Err(Error::Invalid(self.problems.into_iter().map(|(_, problem)| problem).collect()))
+    }
+
+    fn run_settings(&mut self) {
+        let run = &self.spec.run;
+        if run.max_concurrency == Some(0) {
+            self.report(
+                About::Run,
+                self.places.run_field("max_concurrency"),
+                "run.max_concurrency must be at least 1".into(),
+            );
+        }
+        for (priority, cap) in &run.priority_caps {
+            if *cap == 0 {
+                let place = self.places.run_field(&format!("priority_caps.{priority:?}"));
+                self.report(About::Run, place, format!("run.priority_caps.{priority:?} must be at least 1"));
+            }
+        }
+        if run.timeout_ms == Some(0) {
+            self.report(About::Run, self.places.run_field("timeout_ms"), "run.timeout_ms must be at least 1".into());
+        }
+    }
+
+    /// The checks that need nothing but the task itself and the id table.
+    fn task(&mut self, index: usize, task: &'a TaskSpec) {
+        let about = About::Task(index);
+        let id = task.id.as_str();
+        if id.is_empty() {
+            self.report(about, self.places.task_field(index, "id", None), "a task id is empty".into());
+        } else if !is_valid_id(id) {
+            let message = format!("task id {id:?} contains whitespace or control characters");
+            self.report(about, self.places.task_field(index, "id", None), message);
+        }
+        if let Some(&first) = self.ids.get(id) {
+            if first != index {
+                let message = format!("duplicate task id {id:?} (first declared at {})", self.places.task(first));
+                self.report(about, self.places.task_field(index, "id", None), message);
+            }
+        }
+        self.command(index, task);
+        for (key, value) in &task.env {
+            let field = format!("env.{key}");
+            if key.is_empty() || key.contains(['=', '\0']) {
+                let message = format!("task {id:?} has an invalid environment variable name {key:?}");
+                self.report(about, self.places.task_field(index, &field, None), message);
+            } else if value.contains('\0') {
+                let message = format!("task {id:?}: environment variable {key} contains a NUL byte");
+                self.report(about, self.places.task_field(index, &field, None), message);
+            }
+        }
+        self.after(index, task);
+        if let Some(parent) = task.parent.as_deref() {
+            if !self.ids.contains_key(parent) {
+                let message = format!("task {id:?} has parent {parent:?}, which is not a task");
+                self.report(about, self.places.task_field(index, "parent", None), message);
+            }
+        }
+        if task.timeout_ms == Some(0) {
+            let message = format!("task {id:?}: timeout_ms must be at least 1");
+            self.report(about, self.places.task_field(index, "timeout_ms", None), message);
+        }
+        let retry = &task.retry;
+        if retry.max_attempts == 0 {
+            let message = format!("task {id:?}: retry.max_attempts must be at least 1 (1 means no retry)");
+            self.report(about, self.places.task_field(index, "retry.max_attempts", None), message);
+        }
+        if let (Backoff::Exponential, Some(max_ms)) = (retry.backoff, retry.max_ms) {
+            if max_ms < retry.base_ms {
+                let message =
+                    format!("task {id:?}: retry.max_ms ({max_ms}) is less than retry.base_ms ({})", retry.base_ms);
+                self.report(about, self.places.task_field(index, "retry.max_ms", None), message);
+            }
+        }
+        if let Some(sim) = &task.sim {
+            let no_timeout = task.timeout_ms.is_none() && self.spec.run.timeout_ms.is_none();
+            if no_timeout {
+                if let Some(item) = sim.outcomes.iter().position(|o| *o == SimOutcome::Hang) {
+                    let message = format!(
+                        "task {id:?} is simulated to hang but nothing would end it: set timeout_ms on the task or the run"
+                    );
+                    self.report(about, self.places.task_field(index, "sim.outcomes", Some(item)), message);
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, index: usize, task: &TaskSpec) {
+        let about = About::Task(index);
+        let id = task.id.as_str();
+        match &task.command {
+            None => {}
+            Some(Command::Argv(argv)) => match argv.first() {
+                None => {
+                    let message = format!("task {id:?} has an empty command (an argv list needs at least the program)");
+                    self.report(about, self.places.task_field(index, "command", None), message);
+                }
+                Some(program) if program.trim().is_empty() => {
+                    let message = format!("task {id:?}: the program (the first item of command) is blank");
+                    self.report(about, self.places.task_field(index, "command", Some(0)), message);
+                }
+                Some(_) => {
+                    if let Some(item) = argv.iter().position(|arg| arg.contains('\0')) {
+                        let message = format!("task {id:?}: command item {item} contains a NUL byte");
+                        self.report(about, self.places.task_field(index, "command", Some(item)), message);
+                    }
+                }
+            },
+            Some(Command::Shell(line)) => {
+                if line.trim().is_empty() {
+                    let message = format!("task {id:?} has a blank command");
+                    self.report(about, self.places.task_field(index, "command", None), message);
+                } else if line.contains('\0') {
+                    let message = format!("task {id:?}: command contains a NUL byte");
+                    self.report(about, self.places.task_field(index, "command", None), message);
+                }
+            }
+        }
+    }
+
+    fn after(&mut self, index: usize, task: &TaskSpec) {
+        let about = About::Task(index);
+        let id = task.id.as_str();
+        // A set only for long lists: most tasks have a handful of dependencies.
+        let mut seen: HashSet<&str> = HashSet::new();
+        for (item, name) in task.after.iter().enumerate() {
+            let places = self.places;
+            let place = || places.task_field(index, "after", Some(item));
+            let repeated =
+                if task.after.len() > 16 { !seen.insert(name.as_str()) } else { task.after[..item].contains(name) };
+            if name == id {
+                self.report(about, place(), format!("task {id:?} lists itself in after"));
+            } else if !self.ids.contains_key(name.as_str()) {
+                self.report(about, place(), format!("task {id:?} is after {name:?}, which is not a task"));
+            } else if repeated {
+                self.report(about, place(), format!("task {id:?} lists {name:?} twice in after"));
+            }
+        }
+    }
+
+    fn resolve(&self, name: Option<&str>) -> Owner {
+        match name {
+            None => Owner::Root,
+            Some(name) => self.ids.get(name).map_or(Owner::Unknown, |&index| Owner::Task(index)),
+        }
+    }
+
+    /// Resolves parents and waves, reporting the problems of waves and of the structure:
+    /// unknown or mismatched parents, double listings, parent loops, children missing from
+    /// their parent's waves, tasks with nothing to run.
+    fn structure(&mut self) -> Structure {
+        let spec = self.spec;
+        let tasks = spec.tasks.len();
+        let waves = spec.waves.len();
+
+        // Waves: owners, and their position among the owner's waves (grouped by the name
+        // written, so waves of an unknown parent still get a readable label).
+        let wave_owner: Vec<Owner> = spec.waves.iter().map(|w| self.resolve(w.parent.as_deref())).collect();
+        let mut positions = vec![0; waves];
+        let mut previous_wave = vec![None; waves];
+        let mut last_of: HashMap<Option<&str>, usize> = HashMap::new();
+        for (index, wave) in spec.waves.iter().enumerate() {
+            if let Some(previous) = last_of.insert(wave.parent.as_deref(), index) {
+                positions[index] = positions[previous] + 1;
+                previous_wave[index] = Some(previous);
+            }
+        }
+
+        let mut wave_ids: HashMap<&str, usize> = HashMap::new();
+        let mut listed_in: Vec<Option<(usize, usize)>> = vec![None; tasks];
+        let mut wave_of = vec![None; tasks];
+        let mut wave_members = vec![Vec::new(); waves];
+        for (index, wave) in spec.waves.iter().enumerate() {
+            self.wave(index, wave, &wave_owner, &positions, &mut wave_ids);
+            for (item, name) in wave.tasks.iter().enumerate() {
+                let about = About::Wave(index);
+                let places = self.places;
+                let place = || places.wave_field(index, "tasks", Some(item));
+                let label = || wave_label(spec, index, &wave_owner, &positions);
+                let Some(&task) = self.ids.get(name.as_str()) else {
+                    self.report(about, place(), format!("{} lists {name:?}, which is not a task", label()));
+                    continue;
+                };
+                if let Some((first_wave, first_item)) = listed_in[task] {
+                    let message = if first_wave == index {
+                        format!("{} lists {name:?} twice", label())
+                    } else {
+                        let first = wave_label(self.spec, first_wave, &wave_owner, &positions);
+                        let at = self.places.wave_field(first_wave, "tasks", Some(first_item));
+                        format!("task {name:?} is in two waves: {}, and {first} (at {at})", label())
+                    };
+                    self.report(about, place(), message);
+                    continue;
+                }
+                listed_in[task] = Some((index, item));
+                let own_parent = spec.tasks[task].parent.as_deref();
+                if own_parent.is_some() && own_parent != wave.parent.as_deref() {
+                    let listed = match &wave.id {
+                        Some(_) => format!(
+                            "{}, which holds children of {}",
+                            label(),
+                            owner_name(wave_owner[index], wave.parent.as_deref())
+                        ),
+                        None => label(),
+                    };
+                    let message = format!(
+                        "task {name:?} has parent {:?} (at {}), but is listed in {listed}",
+                        own_parent.unwrap_or_default(),
+                        self.places.task_field(task, "parent", None),
+                    );
+                    self.report(about, place(), message);
+                    continue;
+                }
+                wave_of[task] = Some(index);
+                wave_members[index].push(task);
+            }
+            if wave.max_concurrency == Some(0) {
+                let label = wave_label(spec, index, &wave_owner, &positions);
+                let message = format!("{label}: max_concurrency must be at least 1");
+                self.report(About::Wave(index), self.places.wave_field(index, "max_concurrency", None), message);
+            }
+        }
+
+        let parent: Vec<Owner> = (0..tasks)
+            .map(|task| match (&spec.tasks[task].parent, listed_in[task]) {
+                (Some(name), _) => self.resolve(Some(name)),
+                (None, Some((wave, _))) => wave_owner[wave],
+                (None, None) => Owner::Root,
+            })
+            .collect();
+        let in_parent_loop = self.parent_loops(&parent);
+
+        // Children missing from their parent's waves, and tasks with nothing to run.
+        let mut root_has_waves = false;
+        let mut has_waves = vec![false; tasks];
+        for owner in &wave_owner {
+            match *owner {
+                Owner::Root => root_has_waves = true,
+                Owner::Task(task) => has_waves[task] = true,
+                Owner::Unknown => {}
+            }
+        }
+        let mut has_children = vec![false; tasks];
+        for owner in &parent {
+            if let Owner::Task(task) = *owner {
+                has_children[task] = true;
+            }
+        }
+        for (index, task) in spec.tasks.iter().enumerate() {
+            let id = task.id.as_str();
+            let about = About::Task(index);
+            // A repeated id is reported already; its waves cannot name it apart from the first.
+            let repeated = self.ids.get(id) != Some(&index);
+            if listed_in[index].is_none() && !repeated {
+                let missing = match parent[index] {
+                    Owner::Root if root_has_waves => Some("the run has [[wave]]s".to_string()),
+                    Owner::Task(p) if has_waves[p] => Some(format!("its parent {:?} has [[wave]]s", spec.tasks[p].id)),
+                    _ => None,
+                };
+                if let Some(why) = missing {
+                    let message = format!("task {id:?} is in no wave, but {why}: list it in one of them");
+                    self.report(about, self.places.task(index), message);
+                }
+            }
+            if task.command.is_none() && !has_children[index] && task.sim.is_none() {
+                let message = format!("task {id:?} has nothing to run (no command, no children)");
+                self.report(about, self.places.task(index), message);
+            }
+        }
+
+        Structure { parent, in_parent_loop, wave_of, wave_owner, wave_position: positions, previous_wave, wave_members }
+    }
+
+    /// The checks of a wave on its own: id, parent, emptiness.
+    fn wave(
+        &mut self,
+        index: usize,
+        wave: &'a WaveSpec,
+        owners: &[Owner],
+        positions: &[usize],
+        wave_ids: &mut HashMap<&'a str, usize>,
+    ) {
+        let about = About::Wave(index);
+        let label = wave_label(self.spec, index, owners, positions);
+        if let Some(id) = wave.id.as_deref() {
+            if id.is_empty() || !is_valid_id(id) {
+                let message = format!("wave id {id:?} is empty or contains whitespace or control characters");
+                self.report(about, self.places.wave_field(index, "id", None), message);
+            }
+            if let Some(&first) = wave_ids.get(id) {
+                let message = format!("duplicate wave id {id:?} (first declared at {})", self.places.wave(first));
+                self.report(about, self.places.wave_field(index, "id", None), message);
+            } else {
+                wave_ids.insert(id, index);
+            }
+        }
+        if owners[index] == Owner::Unknown {
+            let name = wave.parent.as_deref().unwrap_or_default();
+            let message = match &wave.id {
+                Some(id) => format!("wave {id:?} has parent {name:?}, which is not a task"),
+                None => format!("the parent of a wave, {name:?}, is not a task"),
+            };
+            self.report(about, self.places.wave_field(index, "parent", None), message);
+        }
+        if wave.tasks.is_empty() {
+            self.report(about, self.places.wave_field(index, "tasks", None), format!("{label} lists no tasks"));
+        }
+    }
+
+    /// Finds parent chains that loop (each task has at most one parent, so following
+    /// parents from every task, marking what was seen, is linear), reports each loop once.
+    fn parent_loops(&mut self, parent: &[Owner]) -> Vec<bool> {
+        const NEW: u8 = 0;
+        const ON_PATH: u8 = 1;
+        const DONE: u8 = 2;
+        let tasks = parent.len();
+        let mut state = vec![NEW; tasks];
+        let mut in_loop = vec![false; tasks];
+        let mut path = Vec::new();
+        for start in 0..tasks {
+            let mut at = Some(start);
+            while let Some(task) = at.filter(|&t| state[t] == NEW) {
+                state[task] = ON_PATH;
+                path.push(task);
+                at = match parent[task] {
+                    Owner::Task(next) => Some(next),
+                    Owner::Root | Owner::Unknown => None,
+                };
+            }
+            // Reaching a task of the current path again is a loop; reaching one of an
+            // earlier path (or the top) is not.
+            if let Some(again) = at.filter(|&t| state[t] == ON_PATH) {
+                if let Some(from) = path.iter().position(|&t| t == again) {
+                    let members = &path[from..];
+                    for &member in members {
+                        in_loop[member] = true;
+                    }
+                    self.report_parent_loop(members);
+                }
+            }
+            for &task in &path {
+                state[task] = DONE;
+            }
+            path.clear();
+        }
+        in_loop
+    }
+
+    fn report_parent_loop(&mut self, members: &[usize]) {
+        let Some(first) = members.iter().enumerate().min_by_key(|(_, &task)| task).map(|(i, _)| i) else {
+            return;
+        };
+        let lead = members[first];
+        let id = &self.spec.tasks[lead].id;
+        let message = if members.len() == 1 {
+            format!("task {id:?} is its own parent")
+        } else {
+            let chain: Vec<&str> = members[first..]
+                .iter()
+                .chain(&members[..first])
+                .chain(std::iter::once(&lead))
+                .map(|&t| self.spec.tasks[t].id.as_str())
+                .collect();
+            format!("parent chain loops: {} (each is the parent of the one before)", chain.join(" → "))
+        };
+        self.report(About::Task(lead), self.places.task_field(lead, "parent", None), message);
+    }
+
+    /// Builds the waits-for graph and reports one cycle per strongly connected component.
+    fn graph(&mut self, structure: &Structure) {
+        // Node numbers are u32 (half the memory of usize on big specs); a spec too big for
+        // them could not be held in memory anyway, but skip rather than wrap.
+        if 2 * self.spec.tasks.len() + self.spec.waves.len() >= NONE as usize {
+            return;
+        }
+        let graph = WaitsFor::build(self.spec, &self.ids, structure);
+        let mut cycles: Vec<Vec<u32>> = graph.cycles();
+        // Each cycle starts at its first-declared task; order the cycles the same way.
+        cycles.sort_by_key(|cycle| cycle.first().copied());
+        for cycle in cycles {
+            if let Some(problem) = self.describe_cycle(&cycle, structure) {
+                let about = About::Cycle(cycle.first().map_or(0, |&n| n as usize));
+                self.problems.push((about, problem));
+            }
+        }
+    }
+
+    fn describe_cycle(&self, cycle: &[u32], structure: &Structure) -> Option<Problem> {
+        let tasks = self.spec.tasks.len();
+        let hops = hops(cycle, tasks);
+        let first = hops.first()?;
+        let id = |task: usize| self.spec.tasks[task].id.as_str();
+
+        // The chain of task ids; long cycles are shortened in the middle.
+        let mut chain: Vec<String> = hops.iter().map(|hop| id(hop.from).to_string()).collect();
+        chain.push(id(first.from).to_string());
+        const SHOWN: usize = 16;
+        if chain.len() > SHOWN + 2 {
+            let hidden = chain.len() - SHOWN;
+            let tail = chain.split_off(chain.len() - 3);
+            chain.truncate(SHOWN - 3);
+            chain.push(format!("… ({hidden} more) …"));
+            chain.extend(tail);
+        }
+        let mut message = format!("dependency cycle: {}", chain.join(" → "));
+
+        // `after` links explain themselves; the structural ones get a word.
+        let reasons: Vec<String> = hops
+            .iter()
+            .filter_map(|hop| match hop.kind {
+                HopKind::After => None,
+                HopKind::ParentCommand => {
+                    Some(format!("{} starts after its parent {}'s command", id(hop.from), id(hop.to)))
+                }
+                HopKind::Child => Some(format!("{} is done only when its child {} is", id(hop.from), id(hop.to))),
+                HopKind::Wave(wave) => {
+                    let label = wave_label(self.spec, wave, &structure.wave_owner, &structure.wave_position);
+                    Some(format!("{} waits for {label}, which holds {}, to close", id(hop.from), id(hop.to)))
+                }
+            })
+            .collect();
+        if !reasons.is_empty() {
+            const EXPLAINED: usize = 4;
+            let more = reasons.len().saturating_sub(EXPLAINED);
+            let mut shown = reasons.into_iter().take(EXPLAINED).collect::<Vec<_>>().join("; ");
+            if more > 0 {
+                shown.push_str(&format!("; and {more} more"));
+            }
+            message.push_str(&format!(" ({shown})"));
+        }
+
+        let place = match first.kind {
+            HopKind::After => {
+                let after = &self.spec.tasks[first.from].after;
+                match after.iter().position(|name| name == id(first.to)) {
+                    Some(item) => self.places.task_field(first.from, "after", Some(item)),
+                    None => self.places.task(first.from),
+                }
+            }
+            HopKind::ParentCommand => self.places.task_field(first.from, "parent", None),
+            _ => self.places.task(first.from),
+        };
+        Some(Problem { place, message })
+    }
+}
+
+/// Ids are names on a command line and in logs: no whitespace, no control characters.
+fn is_valid_id(id: &str) -> bool {
+    !id.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// `task "p"`, or `the run` for the root.
+fn owner_name(owner: Owner, written: Option<&str>) -> String {
+    match (owner, written) {
+        (Owner::Root, _) | (_, None) => "the run".into(),
+        (_, Some(name)) => format!("task {name:?}"),
+    }
+}
+
+/// How messages name a wave: by its id, else by its position among its owner's waves.
+fn wave_label(spec: &Spec, wave: usize, owners: &[Owner], positions: &[usize]) -> String {
+    let Some(spec) = spec.waves.get(wave) else { return format!("wave[{wave}]") };
+    match &spec.id {
+        Some(id) => format!("wave {id:?}"),
+        None => format!("wave {} of {}", positions[wave] + 1, owner_name(owners[wave], spec.parent.as_deref())),
+    }
+}
+
+// The waits-for graph. Node `2t` is "task t's command has finished" (run), node `2t + 1`
+// is "task t is terminal" (done), node `2T + w` is "wave w is closed". An edge a → b
+// means a cannot happen before b. A task's run waits for the done of each task it is
+// `after`, for its parent's run, and for the previous wave of its parent being closed; a
+// task's done waits for its run and for the done of each child; a wave closes when its
+// tasks are done (and the wave before it closed). Wave nodes keep big waves linear: wave
+// k + 1's tasks each wait for one node, not for every task of wave k.
+
+const NONE: u32 = u32::MAX;
+
+struct WaitsFor {
+    tasks: usize,
+    /// Compressed adjacency: the edges of node n are `targets[offsets[n]..offsets[n + 1]]`.
+    offsets: Vec<u32>,
+    targets: Vec<u32>,
+}
+
+impl WaitsFor {
+    fn build(spec: &Spec, ids: &HashMap<&str, usize>, structure: &Structure) -> WaitsFor {
+        let tasks = spec.tasks.len();
+        let nodes = 2 * tasks + spec.waves.len();
+        let run = |t: usize| (2 * t) as u32;
+        let done = |t: usize| (2 * t + 1) as u32;
+        let wave = |w: usize| (2 * tasks + w) as u32;
+
+        let mut edges: Vec<(u32, u32)> = Vec::with_capacity(3 * tasks);
+        for (index, task) in spec.tasks.iter().enumerate() {
+            edges.push((done(index), run(index)));
+            for name in &task.after {
+                // Unknown names and self-references are reported on their own.
+                if let Some(&other) = ids.get(name.as_str()) {
+                    if other != index {
+                        edges.push((run(index), done(other)));
+                    }
+                }
+            }
+            if let Owner::Task(parent) = structure.parent[index] {
+                if !structure.in_parent_loop[index] {
+                    edges.push((run(index), run(parent)));
+                    edges.push((done(parent), done(index)));
+                }
+            }
+            if let Some(previous) = structure.wave_of[index].and_then(|w| structure.previous_wave[w]) {
+                edges.push((run(index), wave(previous)));
+            }
+        }
+        for (index, members) in structure.wave_members.iter().enumerate() {
+            if structure.wave_owner[index] == Owner::Unknown {
+                continue;
+            }
+            edges.extend(members.iter().map(|&task| (wave(index), done(task))));
+            if let Some(previous) = structure.previous_wave[index] {
+                edges.push((wave(index), wave(previous)));
+            }
+        }
+
+        // Counting sort into compressed rows; edge order within a row stays declaration order.
+        let mut offsets = vec![0u32; nodes + 1];
+        for &(from, _) in &edges {
+            offsets[from as usize + 1] += 1;
+        }
+        for n in 0..nodes {
+            offsets[n + 1] += offsets[n];
+        }
+        let mut fill = offsets.clone();
+        let mut targets = vec![0u32; edges.len()];
+        for (from, to) in edges {
+            let slot = &mut fill[from as usize];
+            targets[*slot as usize] = to;
+            *slot += 1;
+        }
+        WaitsFor { tasks, offsets, targets }
+    }
+
+    fn nodes(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    fn edges(&self, node: u32) -> &[u32] {
+        let node = node as usize;
+        &self.targets[self.offsets[node] as usize..self.offsets[node + 1] as usize]
+    }
+
+    /// One cycle per strongly connected component that has one, as the list of nodes
+    /// from its first-declared task's node, each waiting for the next (the last for the first).
+    fn cycles(&self) -> Vec<Vec<u32>> {
+        let components = self.components();
+        let mut component_of = vec![NONE; self.nodes()];
+        for (c, members) in components.iter().enumerate() {
+            for &node in members {
+                component_of[node as usize] = c as u32;
+            }
+        }
+        let mut came_from = vec![NONE; self.nodes()];
+        let mut cycles = Vec::with_capacity(components.len());
+        for (c, members) in components.iter().enumerate() {
+            // Start at the first-declared task (run node before done node): every
+            // component holds task nodes, since wave nodes alone form no cycle.
+            let Some(&start) = members.iter().filter(|&&n| (n as usize) < 2 * self.tasks).min() else {
+                continue;
+            };
+            if let Some(cycle) = self.shortest_cycle(start, c as u32, &component_of, &mut came_from) {
+                cycles.push(cycle);
+            }
+        }
+        cycles
+    }
+
+    /// Breadth-first search from `start` within its component, back to `start`.
+    fn shortest_cycle(
+        &self,
+        start: u32,
+        component: u32,
+        component_of: &[u32],
+        came_from: &mut [u32],
+    ) -> Option<Vec<u32>> {
+        let mut queue = std::collections::VecDeque::from([start]);
+        let mut touched = vec![start];
+        came_from[start as usize] = start;
+        let mut last = None;
+        'search: while let Some(node) = queue.pop_front() {
+            for &next in self.edges(node) {
+                if next == start {
+                    last = Some(node);
+                    break 'search;
+                }
+                if component_of[next as usize] == component && came_from[next as usize] == NONE {
+                    came_from[next as usize] = node;
+                    touched.push(next);
+                    queue.push_back(next);
+                }
+            }
+        }
+        let mut cycle = Vec::new();
+        if let Some(mut node) = last {
+            while node != start {
+                cycle.push(node);
+                node = came_from[node as usize];
+            }
+            cycle.push(start);
+            cycle.reverse();
+        }
+        for node in touched {
+            came_from[node as usize] = NONE;
+        }
+        (!cycle.is_empty()).then_some(cycle)
+    }
+
+    /// Strongly connected components with more than one node (iterative Tarjan: a
+    /// dependency chain of a million tasks must not overflow the stack).
+    fn components(&self) -> Vec<Vec<u32>> {
+        let nodes = self.nodes();
+        let mut index = vec![NONE; nodes];
+        let mut low = vec![0u32; nodes];
+        let mut on_stack = vec![false; nodes];
+        let mut stack: Vec<u32> = Vec::new();
+        // (node, position of the next edge to look at)
+        let mut calls: Vec<(u32, u32)> = Vec::new();
+        let mut counter = 0u32;
+        let mut components = Vec::new();
+        for root in 0..nodes as u32 {
+            if index[root as usize] != NONE {
+                continue;
+            }
+            index[root as usize] = counter;
+            low[root as usize] = counter;
+            counter += 1;
+            stack.push(root);
+            on_stack[root as usize] = true;
+            calls.push((root, self.offsets[root as usize]));
+            while let Some(&mut (node, ref mut next_edge)) = calls.last_mut() {
+                let n = node as usize;
+                if *next_edge < self.offsets[n + 1] {
+                    let next = self.targets[*next_edge as usize];
+                    *next_edge += 1;
+                    let m = next as usize;
+                    if index[m] == NONE {
+                        index[m] = counter;
+                        low[m] = counter;
+                        counter += 1;
+                        stack.push(next);
+                        on_stack[m] = true;
+                        calls.push((next, self.offsets[m]));
+                    } else if on_stack[m] {
+                        low[n] = low[n].min(index[m]);
+                    }
+                    continue;
+                }
+                calls.pop();
+                if let Some(&(caller, _)) = calls.last() {
+                    low[caller as usize] = low[caller as usize].min(low[n]);
+                }
+                if low[n] == index[n] {
+                    let mut members = Vec::new();
+                    while let Some(member) = stack.pop() {
+                        on_stack[member as usize] = false;
+                        members.push(member);
+                        if member == node {
+                            break;
+                        }
+                    }
+                    if members.len() > 1 {
+                        components.push(members);
+                    }
+                }
+            }
+        }
+        components
+    }
+}
+
+/// One step of a cycle between two tasks, with why the first waits for the second.
+struct Hop {
+    from: usize,
+    to: usize,
+    kind: HopKind,
+}
+
+#[derive(Clone, Copy)]
+enum HopKind {
+    /// `from` lists `to` in `after`.
+    After,
+    /// `to` is `from`'s parent, whose command runs first.
+    ParentCommand,
+    /// `to` is `from`'s child.
+    Child,
+    /// `from` waits for this wave to close, and `to` is in it.
+    Wave(usize),
+}
+
+/// Collapses a cycle of graph nodes into hops between tasks: a task's own run → done
+/// link disappears, and a path through wave nodes becomes one hop.
+fn hops(cycle: &[u32], tasks: usize) -> Vec<Hop> {
+    let task_of = |node: u32| (node as usize) / 2;
+    let is_wave = |node: u32| node as usize >= 2 * tasks;
+    let is_run = |node: u32| node.is_multiple_of(2);
+    let mut hops = Vec::new();
+    // (task, wave waited for) while walking through wave nodes
+    let mut pending: Option<(usize, usize)> = None;
+    for (i, &from) in cycle.iter().enumerate() {
+        let to = cycle[(i + 1) % cycle.len()];
+        if is_wave(from) {
+            let Some((waiting, _)) = pending else { continue };
+            if is_wave(to) {
+                pending = Some((waiting, to as usize - 2 * tasks));
+            } else if let Some((waiting, wave)) = pending.take() {
+                hops.push(Hop { from: waiting, to: task_of(to), kind: HopKind::Wave(wave) });
+            }
+            continue;
+        }
+        if is_wave(to) {
+            pending = Some((task_of(from), to as usize - 2 * tasks));
+            continue;
+        }
+        let (a, b) = (task_of(from), task_of(to));
+        let kind = match (is_run(from), is_run(to)) {
+            (true, false) => HopKind::After,
+            (true, true) => HopKind::ParentCommand,
+            (false, false) => HopKind::Child,
+            (false, true) => continue, // a task's done waits for its own run
+        };
+        hops.push(Hop { from: a, to: b, kind });
+    }
+    hops
+}
