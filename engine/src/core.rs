@@ -1,0 +1,98 @@
+//! The sans-IO core: one input in, the input plus every decision it causes out, with the
+//! state advanced by applying exactly those records. The simulated executor, the process
+//! runtime, replay and the property tests all drive this same `Core`.
+
+use crate::record::{Digest, Event, Record, RunStarted, TimerKey};
+use crate::scheduler::decide;
+use crate::spec::Spec;
+use crate::state::{ApplyError, State};
+
+/// An effect the driver must perform for a decision (replay performs none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Spawn { task: String, attempt: u32 },
+    Kill { task: String, attempt: u32 },
+    ArmTimer { key: TimerKey, at_ms: u64 },
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Core {
+    state: State,
+}
+
+impl Core {
+    pub fn new() -> Core {
+        Core::default()
+    }
+
+    /// Resumes from a state folded from an existing log.
+    pub fn from_state(state: State) -> Core {
+        Core { state }
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn into_state(self) -> State {
+        self.state
+    }
+
+    /// Applies `input` at `time_ms`, then decides and applies until the scheduler has
+    /// nothing more to say. Appends the input and the decisions, in log order, to `out`.
+    pub fn handle(&mut self, time_ms: u64, input: Event, out: &mut Vec<Record>) -> Result<(), ApplyError> {
+        if !input.is_input() {
+            return Err(ApplyError::Inconsistent(format!("{} is a decision, not an input", input.name())));
+        }
+        let record = Record::new(time_ms, input);
+        self.state.apply(&record)?;
+        out.push(record);
+        self.settle(out)
+    }
+
+    /// Decides and applies until quiescent.
+    fn settle(&mut self, out: &mut Vec<Record>) -> Result<(), ApplyError> {
+        // Each round discharges at least one obligation, and every obligation is about a
+        // task or a wave; far more rounds than that means the scheduler is looping.
+        let graph_size = self.state.graph().map_or(0, |g| g.len() + g.waves.len());
+        let limit = 8 * graph_size + 64;
+        for _ in 0..limit {
+            let decisions = decide(&self.state);
+            if decisions.is_empty() {
+                return Ok(());
+            }
+            for d in decisions {
+                let record = Record::new(self.state.now_ms(), d);
+                self.state.apply(&record)?;
+                out.push(record);
+            }
+        }
+        Err(ApplyError::Inconsistent("the scheduler did not settle".into()))
+    }
+}
+
+/// The run-started input for `spec` (already effective: defaults and overrides applied).
+pub fn run_started(spec: &Spec, executor: &str) -> Event {
+    let json = serde_json::to_string(spec).expect("a spec always serializes");
+    Event::RunStarted(RunStarted { spec_digest: Digest::of(json.as_bytes()), spec: json, executor: executor.into() })
+}
+
+/// The effects of one record, appended to `out`.
+pub fn actions(record: &Record, out: &mut Vec<Action>) {
+    match &record.event {
+        Event::AttemptDispatched(d) => {
+            out.push(Action::Spawn { task: d.task.clone(), attempt: d.attempt });
+            if let Some(at_ms) = d.deadline_ms {
+                let key = TimerKey::AttemptTimeout { task: d.task.clone(), attempt: d.attempt };
+                out.push(Action::ArmTimer { key, at_ms });
+            }
+        }
+        Event::AttemptKillRequested(k) => out.push(Action::Kill { task: k.task.clone(), attempt: k.attempt }),
+        Event::RetryScheduled(r) if r.delay_ms > 0 => {
+            let key = TimerKey::RetryBackoff { task: r.task.clone(), attempt: r.attempt };
+            out.push(Action::ArmTimer { key, at_ms: r.at_ms });
+        }
+        Event::RunDeadlineArmed(d) => out.push(Action::ArmTimer { key: TimerKey::RunDeadline, at_ms: d.at_ms }),
+        _ => {}
+    }
+}

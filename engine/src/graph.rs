@@ -1,0 +1,228 @@
+//! The compiled workflow: tasks as dense indices with their edges, parents' children
+//! grouped into ordered waves, and the canonical dispatch rank of every task.
+//!
+//! Built once from a validated spec (from a file, or from the run-started record on
+//! replay); immutable afterwards. Task index = declaration order, which is also the
+//! order of every aggregate.
+
+use std::collections::BTreeMap;
+
+use crate::spec::{self, Priority, Spec, TaskSpec, WakePolicy, WaveFailure};
+
+pub type TaskIdx = u32;
+pub type WaveIdx = u32;
+pub type GroupIdx = u32;
+
+/// The root group: the run's own children.
+pub const ROOT: GroupIdx = 0;
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub priority: Priority,
+    /// Tasks this one runs after (`after`), deduplicated.
+    pub deps: Box<[TaskIdx]>,
+    /// Tasks that run after this one.
+    pub dependents: Box<[TaskIdx]>,
+    pub wave: WaveIdx,
+    /// The group of this task's own children, if it has any.
+    pub children: Option<GroupIdx>,
+    /// Position of the id in sorted order: the last tie-breaker of dispatch order.
+    pub id_rank: u32,
+    /// Whether the task runs a command (or, in simulation, a scripted attempt). A task
+    /// without one is a pure group of children.
+    pub runs: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub parent: Option<TaskIdx>,
+    /// Waves in order.
+    pub waves: Vec<WaveIdx>,
+    /// Every child, in declaration order.
+    pub tasks: Vec<TaskIdx>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Wave {
+    pub group: GroupIdx,
+    /// Position among its group's waves (0-based): the first key of dispatch order.
+    pub ordinal: u32,
+    /// Tasks in declaration order.
+    pub tasks: Vec<TaskIdx>,
+    pub cap: Option<u32>,
+    pub on_failure: WaveFailure,
+    pub wake: WakePolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct Graph {
+    pub spec: Spec,
+    pub nodes: Vec<Node>,
+    pub groups: Vec<Group>,
+    pub waves: Vec<Wave>,
+    index: BTreeMap<String, TaskIdx>,
+}
+
+impl Graph {
+    /// Validates `spec` and compiles it. `name` is used to place problems (a file name,
+    /// or "run-started record" for a spec taken from a log).
+    pub fn compile(spec: Spec, name: &str) -> Result<Graph, spec::Error> {
+        spec::validate(&spec, &spec::Unplaced(name))?;
+        Ok(Graph::compile_valid(spec))
+    }
+
+    fn compile_valid(spec: Spec) -> Graph {
+        let n = spec.tasks.len();
+        let index: BTreeMap<String, TaskIdx> =
+            spec.tasks.iter().enumerate().map(|(i, t)| (t.id.clone(), i as TaskIdx)).collect();
+        let lookup = |id: &str| *index.get(id).expect("validated: every reference names a task");
+
+        // Parent of every task: its own `parent`, or the parent of the wave listing it.
+        let mut parent: Vec<Option<TaskIdx>> = spec.tasks.iter().map(|t| t.parent.as_deref().map(lookup)).collect();
+        for w in &spec.waves {
+            for id in &w.tasks {
+                parent[lookup(id) as usize] = w.parent.as_deref().map(lookup);
+            }
+        }
+
+        // Groups: the root first, then one per parent in declaration order of the parent.
+        let mut group_of_parent: Vec<Option<GroupIdx>> = vec![None; n];
+        let mut groups = vec![Group { parent: None, waves: Vec::new(), tasks: Vec::new() }];
+        for (i, p) in parent.iter().enumerate() {
+            let g = match p {
+                None => ROOT,
+                Some(p) => *group_of_parent[*p as usize].get_or_insert_with(|| {
+                    groups.push(Group { parent: Some(*p), waves: Vec::new(), tasks: Vec::new() });
+                    (groups.len() - 1) as GroupIdx
+                }),
+            };
+            groups[g as usize].tasks.push(i as TaskIdx);
+        }
+        let group_of = |p: Option<TaskIdx>| p.map_or(ROOT, |p| group_of_parent[p as usize].expect("has children"));
+
+        // Waves: explicit ones in declaration order; groups without any get one implicit wave.
+        let mut waves = Vec::new();
+        let mut wave_of = vec![0 as WaveIdx; n];
+        for w in &spec.waves {
+            let g = group_of(w.parent.as_deref().map(lookup));
+            let idx = waves.len() as WaveIdx;
+            let mut tasks: Vec<TaskIdx> = w.tasks.iter().map(|id| lookup(id)).collect();
+            tasks.sort_unstable();
+            for &t in &tasks {
+                wave_of[t as usize] = idx;
+            }
+            let ordinal = groups[g as usize].waves.len() as u32;
+            groups[g as usize].waves.push(idx);
+            waves.push(Wave {
+                group: g,
+                ordinal,
+                tasks,
+                cap: w.max_concurrency,
+                on_failure: w.on_failure,
+                wake: w.wake,
+            });
+        }
+        for (g, group) in groups.iter_mut().enumerate() {
+            if group.waves.is_empty() && !group.tasks.is_empty() {
+                let idx = waves.len() as WaveIdx;
+                for &t in &group.tasks {
+                    wave_of[t as usize] = idx;
+                }
+                group.waves.push(idx);
+                waves.push(Wave {
+                    group: g as GroupIdx,
+                    ordinal: 0,
+                    tasks: group.tasks.clone(),
+                    cap: None,
+                    on_failure: WaveFailure::default(),
+                    wake: WakePolicy::default(),
+                });
+            }
+        }
+
+        let mut dependents: Vec<Vec<TaskIdx>> = vec![Vec::new(); n];
+        let mut nodes = Vec::with_capacity(n);
+        for (i, t) in spec.tasks.iter().enumerate() {
+            let mut deps: Vec<TaskIdx> = t.after.iter().map(|d| lookup(d)).collect();
+            deps.sort_unstable();
+            deps.dedup();
+            for &d in &deps {
+                dependents[d as usize].push(i as TaskIdx);
+            }
+            nodes.push(Node {
+                priority: t.priority,
+                deps: deps.into_boxed_slice(),
+                dependents: Box::new([]),
+                wave: wave_of[i],
+                children: group_of_parent[i],
+                id_rank: 0,
+                runs: runs(t),
+            });
+        }
+        for (rank, (_, &i)) in index.iter().enumerate() {
+            nodes[i as usize].id_rank = rank as u32;
+        }
+        for (node, deps) in nodes.iter_mut().zip(dependents) {
+            node.dependents = deps.into_boxed_slice();
+        }
+        Graph { spec, nodes, groups, waves, index }
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn task(&self, id: &str) -> Option<TaskIdx> {
+        self.index.get(id).copied()
+    }
+
+    pub fn id(&self, t: TaskIdx) -> &str {
+        &self.spec.tasks[t as usize].id
+    }
+
+    pub fn task_spec(&self, t: TaskIdx) -> &TaskSpec {
+        &self.spec.tasks[t as usize]
+    }
+
+    pub fn node(&self, t: TaskIdx) -> &Node {
+        &self.nodes[t as usize]
+    }
+
+    pub fn wave(&self, w: WaveIdx) -> &Wave {
+        &self.waves[w as usize]
+    }
+
+    pub fn group(&self, g: GroupIdx) -> &Group {
+        &self.groups[g as usize]
+    }
+
+    /// The parent task of a wave's group (None for the run's own waves).
+    pub fn wave_parent(&self, w: WaveIdx) -> Option<TaskIdx> {
+        self.group(self.wave(w).group).parent
+    }
+
+    /// The parent task of `t` (None when it is a child of the run).
+    pub fn parent(&self, t: TaskIdx) -> Option<TaskIdx> {
+        self.wave_parent(self.node(t).wave)
+    }
+
+    /// The effective global cap: sequential mode means one at a time.
+    pub fn global_cap(&self) -> u32 {
+        match self.spec.run.mode {
+            spec::Mode::Sequential => 1,
+            spec::Mode::Parallel => self.spec.run.max_concurrency.unwrap_or(u32::MAX),
+        }
+    }
+
+    pub fn priority_cap(&self, p: Priority) -> u32 {
+        self.spec.run.priority_caps.get(&p).copied().unwrap_or(u32::MAX)
+    }
+}
+
+fn runs(t: &TaskSpec) -> bool {
+    t.command.is_some() || t.sim.is_some()
+}

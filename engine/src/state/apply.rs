@@ -1,0 +1,551 @@
+//! `State::apply`: the fold step. Total over every record kind; an illegal record is an
+//! `ApplyError`, never a panic. Every consequence that needs a decision is queued as an
+//! obligation for `scheduler::decide`.
+
+use std::sync::Arc;
+
+use super::lifecycle::{AttemptOutcome, Phase, TaskEvent};
+use super::{ApplyError, Ending, GroupState, ReadyKey, RunPhase, State, TaskState, WaveState, WaveStatus};
+use crate::aggregate;
+use crate::graph::{Graph, TaskIdx, WaveIdx, ROOT};
+use crate::record::{Digest, Event, ParentWoken, Record, RunOutcome, Terminal, TimerKey};
+use crate::spec::{Cancellation, Downstream, Spec, WakePolicy, WaveFailure};
+
+impl State {
+    /// Applies one record. The running engine and replay both call exactly this.
+    pub fn apply(&mut self, record: &Record) -> Result<(), ApplyError> {
+        if self.is_finished() {
+            return Err(ApplyError::AfterFinish);
+        }
+        if record.event.is_input() {
+            if record.time_ms < self.now_ms {
+                return Err(ApplyError::TimeWentBackwards { time_ms: record.time_ms, now_ms: self.now_ms });
+            }
+            self.now_ms = record.time_ms;
+        } else if record.time_ms != self.now_ms {
+            return Err(ApplyError::DecisionTime { time_ms: record.time_ms, now_ms: self.now_ms });
+        }
+        if self.graph.is_none() && !matches!(record.event, Event::RunStarted(_)) {
+            return Err(ApplyError::NotStarted { kind: record.event.name() });
+        }
+        self.apply_event(&record.event)?;
+        self.applied += 1;
+        Ok(())
+    }
+
+    fn apply_event(&mut self, event: &Event) -> Result<(), ApplyError> {
+        match event {
+            Event::RunStarted(r) => self.start(&r.spec, r.spec_digest, &r.executor),
+            Event::AttemptExited(e) => {
+                let t = self.lookup(&e.task)?;
+                let kill = match self.tasks[t as usize].phase {
+                    Phase::Running { kill, .. } => kill,
+                    _ => None,
+                };
+                let outcome = AttemptOutcome::of(e.status, kill);
+                self.transition(t, TaskEvent::Exited { attempt: e.attempt, outcome })?;
+                let task = &mut self.tasks[t as usize];
+                task.output = e.output;
+                task.last_status = Some(e.status);
+                self.attempt_ended(t);
+                Ok(())
+            }
+            Event::AttemptLost(e) => {
+                let t = self.lookup(&e.task)?;
+                self.transition(t, TaskEvent::Exited { attempt: e.attempt, outcome: AttemptOutcome::Lost })?;
+                self.attempt_ended(t);
+                Ok(())
+            }
+            Event::TimerFired(f) => self.timer_fired(&f.timer),
+            Event::CancelRequested(c) => match &c.task {
+                None => {
+                    self.end_run(Ending::Cancelled);
+                    Ok(())
+                }
+                Some(id) => {
+                    let t = self.lookup(id)?;
+                    self.cancel_task(t);
+                    Ok(())
+                }
+            },
+            Event::RunDeadlineArmed(_) => {
+                check(self.deadline_pending, "run_deadline_armed without a run timeout")?;
+                self.deadline_pending = false;
+                Ok(())
+            }
+            Event::WaveOpened(w) => {
+                let wave = self.lookup_wave(w.parent.as_deref(), w.wave)?;
+                check(self.openable.remove(&wave), "wave_opened for a wave that may not open")?;
+                self.open_wave(wave);
+                Ok(())
+            }
+            Event::AttemptDispatched(d) => {
+                let t = self.lookup(&d.task)?;
+                let expected = self.tasks[t as usize].attempts + 1;
+                check(d.attempt == expected, "attempt numbers must count up by one")?;
+                self.transition(t, TaskEvent::Dispatched { attempt: d.attempt })?;
+                self.ready.remove(&self.ready_key(t));
+                self.tasks[t as usize].attempts = d.attempt;
+                self.count_running(t, true);
+                Ok(())
+            }
+            Event::AttemptKillRequested(k) => {
+                let t = self.lookup(&k.task)?;
+                let running =
+                    matches!(self.tasks[t as usize].phase, Phase::Running { attempt, .. } if attempt == k.attempt);
+                check(running, "kill requested for an attempt that is not running")?;
+                self.transition(t, TaskEvent::KillRequested(k.reason))?;
+                self.to_kill.remove(&t);
+                Ok(())
+            }
+            Event::RetryScheduled(r) => {
+                let t = self.lookup(&r.task)?;
+                self.transition(t, TaskEvent::RetryScheduled { attempt: r.attempt, immediate: r.delay_ms == 0 })?;
+                self.exited.remove(&t);
+                if r.delay_ms == 0 {
+                    self.ready.insert(self.ready_key(t));
+                }
+                Ok(())
+            }
+            Event::TaskDelegated(d) => {
+                let t = self.lookup(&d.task)?;
+                self.transition(t, TaskEvent::Delegated)?;
+                self.exited.remove(&t);
+                self.to_delegate.remove(&t);
+                self.ready.remove(&self.ready_key(t));
+                let graph = self.g();
+                let Some(g) = graph.node(t).children else {
+                    return Err(ApplyError::Inconsistent(format!("task {} has no children to delegate to", d.task)));
+                };
+                self.release_group(g);
+                Ok(())
+            }
+            Event::TaskFinished(f) => {
+                let t = self.lookup(&f.task)?;
+                self.finish(t, f.state)
+            }
+            Event::WaveClosed(c) => {
+                let wave = self.lookup_wave(c.parent.as_deref(), c.wave)?;
+                check(self.closable.remove(&wave), "wave_closed for a wave that is not complete")?;
+                self.close_wave(wave);
+                Ok(())
+            }
+            Event::ParentWoken(w) => {
+                let expected = self.wakes.pop_front();
+                check(expected.as_ref() == Some(w), "parent_woken that no completion called for")
+            }
+            Event::RunFinished(f) => {
+                check(self.is_quiescent() && self.all_done(), "run_finished while tasks are not terminal")?;
+                check(f.outcome == self.outcome(), "run_finished with another outcome than the state's")?;
+                self.run = RunPhase::Finished(f.outcome);
+                Ok(())
+            }
+        }
+    }
+
+    fn start(&mut self, spec_json: &str, digest: Digest, executor: &str) -> Result<(), ApplyError> {
+        if self.graph.is_some() {
+            return Err(ApplyError::AlreadyStarted);
+        }
+        if Digest::of(spec_json.as_bytes()) != digest {
+            return Err(ApplyError::BadSpec("spec digest does not match the spec".into()));
+        }
+        let spec: Spec = serde_json::from_str(spec_json).map_err(|e| ApplyError::BadSpec(e.to_string()))?;
+        let graph = Graph::compile(spec, "run_started").map_err(|e| ApplyError::BadSpec(e.to_string()))?;
+        self.executor = executor.to_string();
+        self.tasks = graph
+            .nodes
+            .iter()
+            .map(|n| TaskState {
+                phase: Phase::Waiting,
+                attempts: 0,
+                unmet: n.deps.len() as u32,
+                output: Digest::ZERO,
+                last_status: None,
+            })
+            .collect();
+        self.waves = graph
+            .waves
+            .iter()
+            .map(|w| WaveState {
+                status: WaveStatus::Pending,
+                remaining: w.tasks.len() as u32,
+                failures: 0,
+                stopped: false,
+            })
+            .collect();
+        self.groups =
+            graph.groups.iter().map(|g| GroupState { remaining: g.tasks.len() as u32, ..Default::default() }).collect();
+        self.running_by_wave = vec![0; graph.waves.len()];
+        self.deadline_pending = graph.spec.run.timeout_ms.is_some();
+        self.run = RunPhase::Running;
+        self.graph = Some(Arc::new(graph));
+        self.release_group(ROOT);
+        Ok(())
+    }
+
+    fn timer_fired(&mut self, key: &TimerKey) -> Result<(), ApplyError> {
+        match key {
+            TimerKey::RunDeadline => {
+                if self.ending.is_none() {
+                    self.end_run(Ending::TimedOut);
+                }
+            }
+            TimerKey::AttemptTimeout { task, attempt } => {
+                let t = self.lookup(task)?;
+                if matches!(self.tasks[t as usize].phase, Phase::Running { attempt: a, kill: None } if a == *attempt) {
+                    self.to_kill.insert(t, crate::record::KillReason::Timeout);
+                }
+            }
+            TimerKey::RetryBackoff { task, attempt } => {
+                let t = self.lookup(task)?;
+                if matches!(self.tasks[t as usize].phase, Phase::BackingOff { attempt: a } if a == *attempt) {
+                    self.transition(t, TaskEvent::BackoffElapsed { attempt: *attempt })?;
+                    self.ready.insert(self.ready_key(t));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A task reaches its terminal state; everything that depends on it learns.
+    fn finish(&mut self, t: TaskIdx, state: Terminal) -> Result<(), ApplyError> {
+        let was_delegated = self.tasks[t as usize].phase == Phase::Delegated;
+        self.transition(t, TaskEvent::Finished(state))?;
+        self.exited.remove(&t);
+        self.doomed.remove(&t);
+        self.parents_done.remove(&t);
+        self.to_delegate.remove(&t);
+        self.ready.remove(&self.ready_key(t));
+        self.terminal += 1;
+
+        let graph = self.g().clone();
+        let node = graph.node(t);
+        let id = graph.id(t);
+        let wave_idx = node.wave;
+        let wave = graph.wave(wave_idx);
+
+        // The wave and its failure policy.
+        let ws = &mut self.waves[wave_idx as usize];
+        ws.remaining -= 1;
+        if ws.remaining == 0 && ws.status == WaveStatus::Open {
+            self.closable.insert(wave_idx);
+        }
+        if state.is_failure() {
+            self.waves[wave_idx as usize].failures += 1;
+            let cause = format!("{id} {}", state.name());
+            let group = &mut self.groups[wave.group as usize];
+            match wave.on_failure {
+                WaveFailure::WarnAndContinue => group.warnings += 1,
+                WaveFailure::FailParent => {
+                    group.failed.get_or_insert(cause);
+                    group.skip_rest = true;
+                }
+                WaveFailure::StopWave => {
+                    group.failed.get_or_insert(cause);
+                    if !self.waves[wave_idx as usize].stopped {
+                        self.waves[wave_idx as usize].stopped = true;
+                        let why = format!("wave stopped: {id} {}", state.name());
+                        for &s in &wave.tasks {
+                            if matches!(self.tasks[s as usize].phase, Phase::Waiting | Phase::Ready) {
+                                self.doom(s, Terminal::Skipped, &why);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let (WakePolicy::OnChildComplete, Some(parent)) = (wave.wake, graph.wave_parent(wave_idx)) {
+            self.wakes.push_back(ParentWoken {
+                parent: graph.id(parent).to_string(),
+                wave: wave.ordinal,
+                child: Some(id.to_string()),
+            });
+        }
+        self.groups[wave.group as usize].remaining -= 1;
+        self.check_group_done(wave.group);
+
+        // Dependents.
+        let downstream = graph.spec.run.on_failure;
+        for &d in node.dependents.iter() {
+            if self.tasks[d as usize].phase.is_done() {
+                continue;
+            }
+            if state == Terminal::Succeeded || downstream == Downstream::Continue {
+                let task = &mut self.tasks[d as usize];
+                task.unmet -= 1;
+                if task.unmet == 0 && task.phase == Phase::Waiting && self.wave_open(graph.node(d).wave) {
+                    self.make_ready(d);
+                }
+            } else if matches!(self.tasks[d as usize].phase, Phase::Waiting | Phase::Ready) {
+                self.doom(d, Terminal::Blocked, &format!("blocked by {id} ({})", state.name()));
+            }
+        }
+
+        // Children that never got to start follow their parent.
+        if let (Some(g), false) = (node.children, was_delegated) {
+            let (child_state, why) = match state {
+                Terminal::Cancelled => (Terminal::Cancelled, format!("parent {id} cancelled")),
+                _ => (Terminal::Skipped, format!("parent {id} {}", state.name())),
+            };
+            for &c in &graph.group(g).tasks {
+                if matches!(self.tasks[c as usize].phase, Phase::Waiting | Phase::Ready) {
+                    self.doom(c, child_state, &why);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn open_wave(&mut self, w: WaveIdx) {
+        let graph = self.g().clone();
+        let wave = graph.wave(w);
+        self.waves[w as usize].status = WaveStatus::Open;
+        self.groups[wave.group as usize].active_wave = Some(w);
+        for &t in &wave.tasks {
+            let task = &self.tasks[t as usize];
+            if task.phase == Phase::Waiting && task.unmet == 0 && !self.doomed.contains_key(&t) {
+                self.make_ready(t);
+            }
+        }
+        if self.waves[w as usize].remaining == 0 {
+            self.closable.insert(w);
+        }
+    }
+
+    fn close_wave(&mut self, w: WaveIdx) {
+        let graph = self.g().clone();
+        let wave = graph.wave(w);
+        self.waves[w as usize].status = WaveStatus::Closed;
+        let g = wave.group;
+        self.groups[g as usize].active_wave = None;
+        let parent = graph.group(g).parent;
+        if let (WakePolicy::OnWaveComplete, Some(p)) = (wave.wake, parent) {
+            self.wakes.push_back(ParentWoken { parent: graph.id(p).to_string(), wave: wave.ordinal, child: None });
+        }
+        let later = &graph.group(g).waves[wave.ordinal as usize + 1..];
+        if self.groups[g as usize].skip_rest {
+            let why = match parent {
+                Some(p) => format!("parent {} failed", graph.id(p)),
+                None => "run failed".to_string(),
+            };
+            for &lw in later {
+                for &t in &graph.wave(lw).tasks {
+                    if matches!(self.tasks[t as usize].phase, Phase::Waiting | Phase::Ready) {
+                        self.doom(t, Terminal::Skipped, &why);
+                    }
+                }
+            }
+        } else if let Some(&next) = later.first() {
+            if self.ending.is_none() {
+                self.openable.insert(next);
+                self.groups[g as usize].active_wave = Some(next);
+            }
+        }
+        self.check_group_done(g);
+    }
+
+    /// The group's children may start: its first wave can open.
+    fn release_group(&mut self, g: crate::graph::GroupIdx) {
+        let graph = self.g().clone();
+        self.groups[g as usize].started = true;
+        if let Some(&first) = graph.group(g).waves.first() {
+            self.openable.insert(first);
+            self.groups[g as usize].active_wave = Some(first);
+        }
+        self.check_group_done(g);
+    }
+
+    fn check_group_done(&mut self, g: crate::graph::GroupIdx) {
+        let group = &self.groups[g as usize];
+        if !group.started || group.remaining != 0 || group.active_wave.is_some() {
+            return;
+        }
+        if let Some(p) = self.g().group(g).parent {
+            if self.tasks[p as usize].phase == Phase::Delegated {
+                self.parents_done.insert(p);
+            }
+        }
+    }
+
+    /// The run ends early: kill what runs, cancel everything else.
+    fn end_run(&mut self, ending: Ending) {
+        if self.ending.is_some() {
+            return;
+        }
+        self.ending = Some(ending);
+        self.deadline_pending = false;
+        self.openable.clear();
+        let reason = ending.kill_reason();
+        for t in 0..self.tasks.len() as TaskIdx {
+            match self.tasks[t as usize].phase {
+                Phase::Running { kill: None, .. } => {
+                    self.to_kill.insert(t, reason);
+                }
+                Phase::Waiting | Phase::Ready | Phase::BackingOff { .. } | Phase::Delegated => {
+                    self.doom(t, Terminal::Cancelled, ending.cause());
+                }
+                Phase::Running { .. } | Phase::Exited { .. } | Phase::Done(_) => {}
+            }
+        }
+        for g in &mut self.groups {
+            if g.active_wave.is_some_and(|w| self.waves[w as usize].status == WaveStatus::Pending) {
+                g.active_wave = None;
+            }
+        }
+    }
+
+    /// Cancels one task (and, when cascading, its children and dependents).
+    fn cancel_task(&mut self, root: TaskIdx) {
+        let graph = self.g().clone();
+        let mut targets = vec![root];
+        if graph.spec.run.cancellation == Cancellation::Cascading {
+            let mut seen = std::collections::BTreeSet::from([root]);
+            let mut i = 0;
+            while i < targets.len() {
+                let t = targets[i];
+                let node = graph.node(t);
+                let children = node.children.map(|g| graph.group(g).tasks.as_slice()).unwrap_or(&[]);
+                for &n in node.dependents.iter().chain(children) {
+                    if seen.insert(n) {
+                        targets.push(n);
+                    }
+                }
+                i += 1;
+            }
+        }
+        let cause = format!("cancelled ({})", graph.id(root));
+        for t in targets {
+            match self.tasks[t as usize].phase {
+                Phase::Running { kill: None, .. } => {
+                    self.to_kill.insert(t, crate::record::KillReason::Cancel);
+                }
+                Phase::Waiting | Phase::Ready | Phase::BackingOff { .. } | Phase::Delegated => {
+                    self.doom(t, Terminal::Cancelled, &cause);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn make_ready(&mut self, t: TaskIdx) {
+        if self.ending.is_some() {
+            return;
+        }
+        let graph = self.g().clone();
+        if graph.node(t).runs {
+            self.tasks[t as usize].phase =
+                Phase::Waiting.next(TaskEvent::MadeReady).expect("make_ready is only called on waiting tasks");
+            self.ready.insert(self.ready_key(t));
+        } else {
+            self.to_delegate.insert(t);
+        }
+    }
+
+    fn doom(&mut self, t: TaskIdx, state: Terminal, cause: &str) {
+        if self.tasks[t as usize].phase.is_done() || self.doomed.contains_key(&t) {
+            return;
+        }
+        self.ready.remove(&self.ready_key(t));
+        self.to_delegate.remove(&t);
+        self.doomed.insert(t, (state, cause.to_string()));
+    }
+
+    fn attempt_ended(&mut self, t: TaskIdx) {
+        self.count_running(t, false);
+        self.to_kill.remove(&t);
+        self.exited.insert(t);
+    }
+
+    fn count_running(&mut self, t: TaskIdx, up: bool) {
+        let node = self.g().node(t);
+        let (p, w) = (node.priority.index(), node.wave as usize);
+        let step = |x: &mut u32| if up { *x += 1 } else { *x -= 1 };
+        step(&mut self.running);
+        step(&mut self.running_by_priority[p]);
+        step(&mut self.running_by_wave[w]);
+    }
+
+    fn transition(&mut self, t: TaskIdx, event: TaskEvent) -> Result<(), ApplyError> {
+        let phase = self.tasks[t as usize].phase;
+        match phase.next(event) {
+            Some(next) => {
+                self.tasks[t as usize].phase = next;
+                Ok(())
+            }
+            None => Err(ApplyError::InvalidTransition {
+                task: self.g().id(t).to_string(),
+                phase: phase.name(),
+                event: event.name(),
+            }),
+        }
+    }
+
+    pub(crate) fn ready_key(&self, t: TaskIdx) -> ReadyKey {
+        let graph = self.g();
+        let node = graph.node(t);
+        ReadyKey {
+            ordinal: graph.wave(node.wave).ordinal,
+            priority: node.priority as u8,
+            id_rank: node.id_rank,
+            task: t,
+        }
+    }
+
+    pub(crate) fn g(&self) -> &Arc<Graph> {
+        self.graph.as_ref().expect("checked in apply: the run has started")
+    }
+
+    fn lookup(&self, id: &str) -> Result<TaskIdx, ApplyError> {
+        self.g().task(id).ok_or_else(|| ApplyError::UnknownTask(id.to_string()))
+    }
+
+    fn lookup_wave(&self, parent: Option<&str>, ordinal: u32) -> Result<WaveIdx, ApplyError> {
+        let graph = self.g();
+        let unknown = || ApplyError::UnknownWave { parent: parent.unwrap_or("the run").to_string(), wave: ordinal };
+        let g = match parent {
+            None => ROOT,
+            Some(id) => graph.node(self.lookup(id)?).children.ok_or_else(unknown)?,
+        };
+        graph.group(g).waves.get(ordinal as usize).copied().ok_or_else(unknown)
+    }
+
+    fn wave_open(&self, w: WaveIdx) -> bool {
+        self.waves[w as usize].status == WaveStatus::Open
+    }
+
+    pub(crate) fn all_done(&self) -> bool {
+        self.terminal as usize == self.tasks.len()
+    }
+
+    /// The outcome the run has (or would have, if it finished now).
+    pub fn outcome(&self) -> RunOutcome {
+        match self.ending {
+            Some(Ending::Cancelled) => RunOutcome::Cancelled,
+            Some(Ending::TimedOut) => RunOutcome::TimedOut,
+            None if self.groups.first().is_some_and(|g| g.failed.is_some()) => RunOutcome::Failed,
+            None => RunOutcome::Succeeded,
+        }
+    }
+
+    /// The aggregate digest of the given tasks' results, in the order given.
+    pub fn aggregate_of(&self, tasks: &[TaskIdx]) -> Digest {
+        let graph = self.g();
+        aggregate::digest(tasks.iter().map(|&t| {
+            let task = &self.tasks[t as usize];
+            let state = match task.phase {
+                Phase::Done(s) => Some(s),
+                _ => None,
+            };
+            (graph.id(t), state, task.attempts, task.output)
+        }))
+    }
+}
+
+fn check(ok: bool, what: &str) -> Result<(), ApplyError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ApplyError::Inconsistent(what.to_string()))
+    }
+}

@@ -1,0 +1,78 @@
+//! The run summary: a fold over the records into the figures a user reads at the end of
+//! a run (tasks per terminal state, attempts, retries, wall time, speedup vs serial).
+
+use std::collections::BTreeMap;
+
+use orch_engine::record::{Digest, Event, KillReason, Record, RunOutcome, Terminal};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub outcome: Option<RunOutcome>,
+    pub aggregate: Option<Digest>,
+    pub tasks: u64,
+    /// Terminal state name → count, for every state (zeros included, for stable output).
+    pub states: BTreeMap<&'static str, u64>,
+    pub attempts: u64,
+    pub retries: u64,
+    pub timeouts: u64,
+    /// Logical time of the last record.
+    pub wall_ms: u64,
+    /// Sum of every attempt's duration: what a serial run would have taken.
+    pub attempt_ms: u64,
+    pub records: u64,
+}
+
+impl Summary {
+    pub fn of<'a>(records: impl IntoIterator<Item = &'a Record>) -> Summary {
+        let mut s = Summary::default();
+        for t in Terminal::ALL {
+            s.states.insert(t.name(), 0);
+        }
+        for r in records {
+            s.records += 1;
+            s.wall_ms = s.wall_ms.max(r.time_ms);
+            match &r.event {
+                Event::RunStarted(started) => {
+                    s.tasks = serde_json::from_str::<serde_json::Value>(&started.spec)
+                        .ok()
+                        .and_then(|v| v.get("task").and_then(|t| t.as_array()).map(|a| a.len() as u64))
+                        .unwrap_or(0);
+                }
+                Event::AttemptDispatched(_) => s.attempts += 1,
+                Event::RetryScheduled(_) => s.retries += 1,
+                Event::AttemptKillRequested(k) if k.reason == KillReason::Timeout => s.timeouts += 1,
+                Event::AttemptExited(e) => s.attempt_ms += e.duration_ms,
+                Event::TaskFinished(f) => *s.states.entry(f.state.name()).or_default() += 1,
+                Event::RunFinished(f) => {
+                    s.outcome = Some(f.outcome);
+                    s.aggregate = Some(f.aggregate);
+                }
+                _ => {}
+            }
+        }
+        s
+    }
+
+    /// Speedup vs serial, in hundredths (sum of attempt durations / wall time).
+    pub fn speedup_centi(&self) -> Option<u64> {
+        (self.wall_ms > 0).then(|| self.attempt_ms * 100 / self.wall_ms)
+    }
+
+    /// Human-readable lines.
+    pub fn render(&self) -> String {
+        let outcome = self.outcome.map_or("unfinished", RunOutcome::name);
+        let states: Vec<String> =
+            self.states.iter().filter(|(_, &n)| n > 0).map(|(name, n)| format!("{n} {name}")).collect();
+        let speedup = self.speedup_centi().map_or("-".to_string(), |c| format!("{}.{:02}x", c / 100, c % 100));
+        let mut out = format!("run {outcome}: {} tasks ({})\n", self.tasks, states.join(", "));
+        out += &format!(
+            "attempts {}, retries {}, timeouts {}; wall {} ms, serial {} ms, speedup {speedup}\n",
+            self.attempts, self.retries, self.timeouts, self.wall_ms, self.attempt_ms
+        );
+        if let Some(a) = self.aggregate {
+            out += &format!("aggregate {}\n", a.hex());
+        }
+        out
+    }
+}
