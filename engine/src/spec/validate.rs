@@ -119,15 +119,35 @@ struct Checker<'a> {
     problems: Vec<(About, Problem)>,
     /// Task id → index of its first declaration.
     ids: HashMap<&'a str, usize>,
+    /// Each task's first declaration of its id (itself, unless the id repeats).
+    first: Vec<usize>,
+    /// Each task's own `parent`, resolved (the root if it has none).
+    own_parent: Vec<Owner>,
+    /// The tasks each task is `after`, resolved once (a million-task spec must not pay
+    /// for a hash lookup twice): `after_targets[after_offsets[t]..after_offsets[t + 1]]`,
+    /// leaving out unknown names and the task itself.
+    after_offsets: Vec<usize>,
+    after_targets: Vec<u32>,
 }
 
 impl<'a> Checker<'a> {
     fn new(spec: &'a Spec, places: &'a dyn Places) -> Self {
-        let mut ids = HashMap::with_capacity(spec.tasks.len());
-        for (index, task) in spec.tasks.iter().enumerate() {
-            ids.entry(task.id.as_str()).or_insert(index);
+        let tasks = spec.tasks.len();
+        let mut ids = HashMap::with_capacity(tasks);
+        let first =
+            spec.tasks.iter().enumerate().map(|(index, task)| *ids.entry(task.id.as_str()).or_insert(index)).collect();
+        let mut after_offsets = Vec::with_capacity(tasks + 1);
+        after_offsets.push(0);
+        Checker {
+            spec,
+            places,
+            problems: Vec::new(),
+            ids,
+            first,
+            own_parent: Vec::with_capacity(tasks),
+            after_offsets,
+            after_targets: Vec::new(),
         }
-        Checker { spec, places, problems: Vec::new(), ids }
     }
 
     fn report(&mut self, about: About, place: String, message: String) {
@@ -173,11 +193,10 @@ impl<'a> Checker<'a> {
             let message = format!("task id {id:?} contains whitespace or control characters");
             self.report(about, self.places.task_field(index, "id", None), message);
         }
-        if let Some(&first) = self.ids.get(id) {
-            if first != index {
-                let message = format!("duplicate task id {id:?} (first declared at {})", self.places.task(first));
-                self.report(about, self.places.task_field(index, "id", None), message);
-            }
+        let first = self.first[index];
+        if first != index {
+            let message = format!("duplicate task id {id:?} (first declared at {})", self.places.task(first));
+            self.report(about, self.places.task_field(index, "id", None), message);
         }
         self.command(index, task);
         for (key, value) in &task.env {
@@ -191,11 +210,12 @@ impl<'a> Checker<'a> {
             }
         }
         self.after(index, task);
-        if let Some(parent) = task.parent.as_deref() {
-            if !self.ids.contains_key(parent) {
-                let message = format!("task {id:?} has parent {parent:?}, which is not a task");
-                self.report(about, self.places.task_field(index, "parent", None), message);
-            }
+        let parent = self.resolve(task.parent.as_deref());
+        self.own_parent.push(parent);
+        if parent == Owner::Unknown {
+            let name = task.parent.as_deref().unwrap_or_default();
+            let message = format!("task {id:?} has parent {name:?}, which is not a task");
+            self.report(about, self.places.task_field(index, "parent", None), message);
         }
         if task.timeout_ms == Some(0) {
             let message = format!("task {id:?}: timeout_ms must be at least 1");
@@ -269,14 +289,19 @@ impl<'a> Checker<'a> {
             let place = || places.task_field(index, "after", Some(item));
             let repeated =
                 if task.after.len() > 16 { !seen.insert(name.as_str()) } else { task.after[..item].contains(name) };
+            let target = self.ids.get(name.as_str()).copied();
             if name == id {
                 self.report(about, place(), format!("task {id:?} lists itself in after"));
-            } else if !self.ids.contains_key(name.as_str()) {
+            } else if let Some(target) = target {
+                self.after_targets.push(target as u32);
+                if repeated {
+                    self.report(about, place(), format!("task {id:?} lists {name:?} twice in after"));
+                }
+            } else {
                 self.report(about, place(), format!("task {id:?} is after {name:?}, which is not a task"));
-            } else if repeated {
-                self.report(about, place(), format!("task {id:?} lists {name:?} twice in after"));
             }
         }
+        self.after_offsets.push(self.after_targets.len());
     }
 
     fn resolve(&self, name: Option<&str>) -> Owner {
@@ -364,7 +389,7 @@ impl<'a> Checker<'a> {
 
         let parent: Vec<Owner> = (0..tasks)
             .map(|task| match (&spec.tasks[task].parent, listed_in[task]) {
-                (Some(name), _) => self.resolve(Some(name)),
+                (Some(_), _) => self.own_parent[task],
                 (None, Some((wave, _))) => wave_owner[wave],
                 (None, None) => Owner::Root,
             })
@@ -391,7 +416,7 @@ impl<'a> Checker<'a> {
             let id = task.id.as_str();
             let about = About::Task(index);
             // A repeated id is reported already; its waves cannot name it apart from the first.
-            let repeated = self.ids.get(id) != Some(&index);
+            let repeated = self.first[index] != index;
             if listed_in[index].is_none() && !repeated {
                 let missing = match parent[index] {
                     Owner::Root if root_has_waves => Some("the run has [[wave]]s".to_string()),
@@ -514,7 +539,7 @@ impl<'a> Checker<'a> {
         if 2 * self.spec.tasks.len() + self.spec.waves.len() >= NONE as usize {
             return;
         }
-        let graph = WaitsFor::build(self.spec, &self.ids, structure);
+        let graph = WaitsFor::build(self.spec, &self.after_offsets, &self.after_targets, structure);
         let mut cycles: Vec<Vec<u32>> = graph.cycles();
         // Each cycle starts at its first-declared task; order the cycles the same way.
         cycles.sort_by_key(|cycle| cycle.first().copied());
@@ -570,16 +595,23 @@ impl<'a> Checker<'a> {
             message.push_str(&format!(" ({shown})"));
         }
 
-        let place = match first.kind {
+        // Point at the link the user most likely got wrong: an `after` entry if the cycle
+        // has one (parents and waves are rarely the mistake), else a `parent` field.
+        let blame = hops
+            .iter()
+            .find(|hop| matches!(hop.kind, HopKind::After))
+            .or_else(|| hops.iter().find(|hop| matches!(hop.kind, HopKind::ParentCommand)))
+            .unwrap_or(first);
+        let place = match blame.kind {
             HopKind::After => {
-                let after = &self.spec.tasks[first.from].after;
-                match after.iter().position(|name| name == id(first.to)) {
-                    Some(item) => self.places.task_field(first.from, "after", Some(item)),
-                    None => self.places.task(first.from),
+                let after = &self.spec.tasks[blame.from].after;
+                match after.iter().position(|name| name == id(blame.to)) {
+                    Some(item) => self.places.task_field(blame.from, "after", Some(item)),
+                    None => self.places.task(blame.from),
                 }
             }
-            HopKind::ParentCommand => self.places.task_field(first.from, "parent", None),
-            _ => self.places.task(first.from),
+            HopKind::ParentCommand => self.places.task_field(blame.from, "parent", None),
+            _ => self.places.task(blame.from),
         };
         Some(Problem { place, message })
     }
@@ -625,7 +657,7 @@ struct WaitsFor {
 }
 
 impl WaitsFor {
-    fn build(spec: &Spec, ids: &HashMap<&str, usize>, structure: &Structure) -> WaitsFor {
+    fn build(spec: &Spec, after_offsets: &[usize], after_targets: &[u32], structure: &Structure) -> WaitsFor {
         let tasks = spec.tasks.len();
         let nodes = 2 * tasks + spec.waves.len();
         let run = |t: usize| (2 * t) as u32;
@@ -633,16 +665,11 @@ impl WaitsFor {
         let wave = |w: usize| (2 * tasks + w) as u32;
 
         let mut edges: Vec<(u32, u32)> = Vec::with_capacity(3 * tasks);
-        for (index, task) in spec.tasks.iter().enumerate() {
+        for index in 0..tasks {
             edges.push((done(index), run(index)));
-            for name in &task.after {
-                // Unknown names and self-references are reported on their own.
-                if let Some(&other) = ids.get(name.as_str()) {
-                    if other != index {
-                        edges.push((run(index), done(other)));
-                    }
-                }
-            }
+            // Unknown names and self-references are reported on their own, and left out.
+            let targets = after_targets.get(after_offsets[index]..after_offsets[index + 1]).unwrap_or_default();
+            edges.extend(targets.iter().map(|&other| (run(index), done(other as usize))));
             if let Owner::Task(parent) = structure.parent[index] {
                 if !structure.in_parent_loop[index] {
                     edges.push((run(index), run(parent)));
