@@ -147,7 +147,11 @@ impl Reader {
             let damage = Damage::BaseSeq { expected: 0, found: first.base_seq };
             return Err(corrupt(&first.path, Found { offset: 0, seq: 0, damage }));
         }
-        let index = self.segments.partition_point(|m| m.base_seq <= seq).saturating_sub(1);
+        let mut index = self.segments.partition_point(|m| m.base_seq <= seq).saturating_sub(1);
+        if index > 0 && self.is_unwritten_last(index) {
+            // Start at the end of the segment before instead (see `Iter::advance`).
+            index -= 1;
+        }
         let seg = &self.segments[index];
         let is_last = index + 1 == self.segments.len();
         let bytes = seg.bytes();
@@ -165,6 +169,13 @@ impl Reader {
             }
         }
         Ok(cursor)
+    }
+
+    /// True when segment `index` is the last one and its header is not written yet: a
+    /// roll in progress, or one a crash interrupted, which recovery will remove.
+    fn is_unwritten_last(&self, index: usize) -> bool {
+        let seg = &self.segments[index];
+        index + 1 == self.segments.len() && matches!(check_header(seg.bytes(), seg.base_seq, true), Ok(None))
     }
 }
 
@@ -208,6 +219,12 @@ impl<'a> Iter<'a> {
                     return Ok(Some(record));
                 }
                 Step::End(End::Clean) if !is_last => {
+                    // Do not enter a next segment that has no header yet: if it is one a
+                    // crash left behind, recovery removes it and appends to this segment
+                    // again, and a cursor parked past it would miss those records.
+                    if self.reader.is_unwritten_last(self.cursor.segment + 1) {
+                        return Ok(None);
+                    }
                     self.cursor = Cursor { segment: self.cursor.segment + 1, offset: 0, seq: self.cursor.seq };
                 }
                 Step::End(_) => return Ok(None),
