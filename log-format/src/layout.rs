@@ -13,7 +13,9 @@ pub const SEGMENT_HEADER_LEN: usize = 64;
 /// Size of the fixed record frame header that precedes each payload.
 pub const FRAME_HEADER_LEN: usize = 20;
 /// Largest payload a record may carry. Checked on append and on read.
-pub const MAX_PAYLOAD_LEN: usize = 16 * 1024 * 1024;
+/// Large because orch's run-started record carries the whole workflow spec (about 60 MB
+/// for a million tasks), so that a log alone is enough to replay its run.
+pub const MAX_PAYLOAD_LEN: usize = 256 * 1024 * 1024;
 /// Default size at which the writer starts a new segment.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Smallest segment size the writer accepts (one header and one small frame fit).

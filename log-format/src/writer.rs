@@ -275,6 +275,11 @@ impl Writer {
         Ok(())
     }
 
+    /// Bytes appended but not yet committed.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Seq the next appended record will get (= records appended so far).
     pub fn next_seq(&self) -> u64 {
         self.next_seq
