@@ -78,3 +78,16 @@ fn hexdump_collapses_repeats_and_pads_short_lines() {
     assert_eq!(lines[2].find('|'), lines[0].find('|'), "ascii column aligned:\n{dump}");
     assert_eq!(lines[3], "00000033");
 }
+
+#[test]
+fn an_empty_log_is_one_header_and_its_digest_is_blake3_of_the_zero_link() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let digest = common::write_log(&dir, &[], MIN_SEGMENT_BYTES);
+    assert_eq!(digest, *blake3::hash(&[0; 32]).as_bytes());
+    assert_eq!(verify(&dir).unwrap().digest, digest);
+    let files = common::segment_paths(&dir);
+    assert_eq!(files.len(), 1);
+    assert_eq!(fs::metadata(&files[0]).unwrap().len(), 64);
+    assert_eq!(hex(&digest), "2ada83c1819a5372dae1238fc1ded123c8104fdaa15862aaee69428a1820fcda");
+}
