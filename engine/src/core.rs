@@ -2,6 +2,9 @@
 //! state advanced by applying exactly those records. The simulated executor, the process
 //! runtime, replay and the property tests all drive this same `Core`.
 
+use std::sync::Arc;
+
+use crate::graph::Graph;
 use crate::record::{Digest, Event, Record, RunStarted, TimerKey};
 use crate::scheduler::decide;
 use crate::spec::Spec;
@@ -46,6 +49,15 @@ impl Core {
         }
         let record = Record::new(time_ms, input);
         self.state.apply(&record)?;
+        out.push(record);
+        self.settle(out)
+    }
+
+    /// Starts a run of an already compiled workflow: the run-started input is made from
+    /// `graph.spec` and applied without parsing the spec back out of it.
+    pub fn start(&mut self, graph: Arc<Graph>, executor: &str, out: &mut Vec<Record>) -> Result<(), ApplyError> {
+        let record = Record::new(0, run_started(&graph.spec, executor));
+        self.state.apply_started(&record, graph)?;
         out.push(record);
         self.settle(out)
     }

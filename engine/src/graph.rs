@@ -5,7 +5,7 @@
 //! replay); immutable afterwards. Task index = declaration order, which is also the
 //! order of every aggregate.
 
-use std::collections::BTreeMap;
+use rustc_hash::FxHashMap;
 
 use crate::spec::{self, Priority, Spec, TaskSpec, WakePolicy, WaveFailure};
 
@@ -60,7 +60,10 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     pub groups: Vec<Group>,
     pub waves: Vec<Wave>,
-    index: BTreeMap<String, TaskIdx>,
+    /// Id → index. A hash map because records name tasks by id and every applied
+    /// record resolves one; it is only ever looked up, never iterated, so its order
+    /// cannot reach anything folded or decided. (Fx: a fixed hash, no random keys.)
+    index: FxHashMap<Box<str>, TaskIdx>,
 }
 
 impl Graph {
@@ -73,8 +76,11 @@ impl Graph {
 
     fn compile_valid(spec: Spec) -> Graph {
         let n = spec.tasks.len();
-        let index: BTreeMap<String, TaskIdx> =
-            spec.tasks.iter().enumerate().map(|(i, t)| (t.id.clone(), i as TaskIdx)).collect();
+        let mut index: FxHashMap<Box<str>, TaskIdx> = FxHashMap::default();
+        index.reserve(n);
+        for (i, t) in spec.tasks.iter().enumerate() {
+            index.insert(t.id.as_str().into(), i as TaskIdx);
+        }
         let lookup = |id: &str| *index.get(id).expect("validated: every reference names a task");
 
         // Parent of every task: its own `parent`, or the parent of the wave listing it.
@@ -159,7 +165,10 @@ impl Graph {
                 runs: runs(t),
             });
         }
-        for (rank, (_, &i)) in index.iter().enumerate() {
+        // Dispatch tie-break: the rank of each id in sorted order.
+        let mut by_id: Vec<TaskIdx> = (0..n as TaskIdx).collect();
+        by_id.sort_unstable_by(|&a, &b| spec.tasks[a as usize].id.cmp(&spec.tasks[b as usize].id));
+        for (rank, &i) in by_id.iter().enumerate() {
             nodes[i as usize].id_rank = rank as u32;
         }
         for (node, deps) in nodes.iter_mut().zip(dependents) {

@@ -36,12 +36,28 @@ impl Journal {
     /// Appends the records and commits them: when this returns they are in the OS (and
     /// on disk as the durability policy says), so their effects may be performed.
     pub fn append(&mut self, records: &[Record]) -> Result<(), orch_log_format::Error> {
+        self.append_uncommitted(records)?;
+        self.writer.commit()
+    }
+
+    /// Appends without committing. Only for drivers whose effects are not real (the
+    /// simulated executor): nothing may act on these records until `commit`.
+    pub fn append_uncommitted(&mut self, records: &[Record]) -> Result<(), orch_log_format::Error> {
         for r in records {
             self.buf.clear();
             r.encode_into(&mut self.buf);
             self.writer.append(&self.buf)?;
         }
-        self.writer.commit()
+        Ok(())
+    }
+
+    /// Commits when at least `threshold` bytes are pending: batches many simulated steps
+    /// into one write.
+    pub fn commit_if_over(&mut self, threshold: usize) -> Result<(), orch_log_format::Error> {
+        if self.writer.pending_bytes() >= threshold {
+            self.writer.commit()?;
+        }
+        Ok(())
     }
 
     pub fn writer(&self) -> &Writer {

@@ -7,7 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::core::{actions, run_started, Action, Core};
+use std::sync::Arc;
+
+use crate::core::{actions, Action, Core};
+use crate::graph::Graph;
 use crate::record::{AttemptExited, Digest, Event, ExitStatus, Record, TimerFired, TimerKey};
 use crate::spec::{SimBehaviour, SimOutcome, Spec};
 use crate::state::{ApplyError, State};
@@ -37,14 +40,15 @@ type DueKey = (u64, u64, u64);
 /// Runs `spec` under simulation, handing each step's records to `sink` as they are made
 /// (input first, then its decisions). Returns the final state.
 pub fn simulate<E: std::error::Error + 'static>(
-    spec: &Spec,
+    spec: Spec,
     order_seed: u64,
     mut sink: impl FnMut(&[Record]) -> Result<(), E>,
 ) -> Result<State, SimError<E>> {
     let mut sim = Sim { core: Core::new(), queue: BTreeMap::new(), serial: 0, order_seed, running: BTreeMap::new() };
     let mut records = Vec::new();
     let mut effects = Vec::new();
-    sim.core.handle(0, run_started(spec, "sim"), &mut records)?;
+    let graph = Arc::new(Graph::compile(spec, "spec").map_err(|e| ApplyError::BadSpec(e.to_string()))?);
+    sim.core.start(graph.clone(), "sim", &mut records)?;
     loop {
         sink(&records).map_err(SimError::Sink)?;
         effects.clear();
@@ -52,7 +56,7 @@ pub fn simulate<E: std::error::Error + 'static>(
             actions(r, &mut effects);
         }
         records.clear();
-        sim.perform(&effects, spec);
+        sim.perform(&effects, &graph);
         if sim.core.state().is_finished() {
             return Ok(sim.core.into_state());
         }
@@ -79,12 +83,12 @@ struct Sim {
 }
 
 impl Sim {
-    fn perform(&mut self, effects: &[Action], spec: &Spec) {
+    fn perform(&mut self, effects: &[Action], graph: &Graph) {
         let now = self.core.state().now_ms();
         for effect in effects {
             match effect {
                 Action::Spawn { task, attempt } => {
-                    let behaviour = spec_of(spec, self.core.state(), task);
+                    let behaviour = behaviour_of(graph, task);
                     let output = behaviour.stdout.clone().unwrap_or_default();
                     let status = match behaviour.outcome(*attempt) {
                         SimOutcome::Succeed => Some(ExitStatus::Code(0)),
@@ -145,9 +149,9 @@ impl Sim {
     }
 }
 
-fn spec_of<'a>(spec: &'a Spec, state: &State, task: &str) -> std::borrow::Cow<'a, SimBehaviour> {
-    let idx = state.graph().and_then(|g| g.task(task)).expect("dispatched tasks exist");
-    match &spec.tasks[idx as usize].sim {
+fn behaviour_of<'a>(graph: &'a Graph, task: &str) -> std::borrow::Cow<'a, SimBehaviour> {
+    let idx = graph.task(task).expect("dispatched tasks exist");
+    match &graph.task_spec(idx).sim {
         Some(b) => std::borrow::Cow::Borrowed(b),
         None => std::borrow::Cow::Owned(SimBehaviour::default()),
     }

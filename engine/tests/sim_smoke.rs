@@ -28,7 +28,7 @@ after = ["a"]
     )
     .unwrap();
     let mut log: Vec<Record> = Vec::new();
-    let state = simulate(&spec, 1, |rs: &[Record]| -> Result<(), std::io::Error> {
+    let state = simulate(spec.clone(), 1, |rs: &[Record]| -> Result<(), std::io::Error> {
         log.extend_from_slice(rs);
         Ok(())
     })

@@ -26,8 +26,12 @@ fn lock_holder_process() {
     let (mut writer, _) = Writer::open_or_create(Path::new(&dir), never(MIN_SEGMENT_BYTES)).unwrap();
     writer.append(b"written by the holder").unwrap();
     writer.commit().unwrap();
-    println!("HOLDING {}", std::process::id());
-    std::io::stdout().flush().unwrap();
+    // Written to the file descriptor, not through `println!`: libtest captures the
+    // macros' output unless told otherwise, and the parent waits for this line.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "HOLDING {}", std::process::id()).unwrap();
+    out.flush().unwrap();
+    drop(out);
     let mut rest = Vec::new();
     std::io::stdin().read_to_end(&mut rest).unwrap();
     drop(writer);

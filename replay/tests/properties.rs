@@ -146,7 +146,7 @@ fn build(shape: &Shape) -> Spec {
 
 fn run(spec: &Spec, order_seed: u64) -> Vec<Record> {
     let mut log = Vec::new();
-    simulate(spec, order_seed, |rs: &[Record]| -> Result<(), std::io::Error> {
+    simulate(spec.clone(), order_seed, |rs: &[Record]| -> Result<(), std::io::Error> {
         log.extend_from_slice(rs);
         Ok(())
     })

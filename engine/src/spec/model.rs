@@ -35,15 +35,15 @@ pub struct RunConfig {
     /// The whole run is cancelled (outcome `timed_out`) this long after it starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub cancellation: Cancellation,
     /// What happens to the dependents (`after`) of a task that did not succeed.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub on_failure: Downstream,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub mode: Mode,
     /// Seeds retry jitter (and, in simulation, the order of simultaneous completions).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub seed: u64,
 }
 
@@ -68,12 +68,12 @@ pub struct TaskSpec {
     /// in a `[[wave]]` get the wave's parent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub priority: Priority,
     /// Each attempt is killed after this long (and counts as timed out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub retry: RetryPolicy,
     /// A declared cost estimate (any unit), summed in run rollups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,11 +84,39 @@ pub struct TaskSpec {
 }
 
 /// A command: an argv list (exec'd directly) or a shell string.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Command {
     Argv(Vec<String>),
     Shell(String),
+}
+
+// By hand rather than `#[serde(untagged)]`, which buffers every value to try each
+// variant in turn: a million-task spec parses markedly faster this way.
+impl<'de> Deserialize<'de> for Command {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Command;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "a shell string or a list of arguments")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Command, E> {
+                Ok(Command::Shell(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Command, E> {
+                Ok(Command::Shell(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Command, A::Error> {
+                let mut argv = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+                while let Some(arg) = seq.next_element::<String>()? {
+                    argv.push(arg);
+                }
+                Ok(Command::Argv(argv))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// An ordered group of a parent's children (`[[wave]]`).
@@ -104,9 +132,9 @@ pub struct WaveSpec {
     /// At most this many attempts of this wave run at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub on_failure: WaveFailure,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub wake: WakePolicy,
 }
 
@@ -199,6 +227,10 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy { max_attempts: 1, backoff: Backoff::Fixed, base_ms: 0, max_ms: None, jitter: Jitter::None }
     }
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 fn one() -> u32 {

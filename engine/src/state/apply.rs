@@ -152,6 +152,30 @@ impl State {
         }
         let spec: Spec = serde_json::from_str(spec_json).map_err(|e| ApplyError::BadSpec(e.to_string()))?;
         let graph = Graph::compile(spec, "run_started").map_err(|e| ApplyError::BadSpec(e.to_string()))?;
+        self.init(Arc::new(graph), executor);
+        Ok(())
+    }
+
+    /// Applies a run-started record whose spec the caller has already compiled into
+    /// `graph` (the live engine made the record from that very spec; replay, which has
+    /// only the record, goes through `apply` and parses it).
+    pub(crate) fn apply_started(&mut self, record: &Record, graph: Arc<Graph>) -> Result<(), ApplyError> {
+        let Event::RunStarted(r) = &record.event else {
+            return Err(ApplyError::Inconsistent("apply_started takes a run_started record".into()));
+        };
+        if self.graph.is_some() {
+            return Err(ApplyError::AlreadyStarted);
+        }
+        if Digest::of(r.spec.as_bytes()) != r.spec_digest {
+            return Err(ApplyError::BadSpec("spec digest does not match the spec".into()));
+        }
+        self.now_ms = record.time_ms;
+        self.init(graph, &r.executor);
+        self.applied += 1;
+        Ok(())
+    }
+
+    fn init(&mut self, graph: Arc<Graph>, executor: &str) {
         self.executor = executor.to_string();
         self.tasks = graph
             .nodes
@@ -179,9 +203,8 @@ impl State {
         self.running_by_wave = vec![0; graph.waves.len()];
         self.deadline_pending = graph.spec.run.timeout_ms.is_some();
         self.run = RunPhase::Running;
-        self.graph = Some(Arc::new(graph));
+        self.graph = Some(graph);
         self.release_group(ROOT);
-        Ok(())
     }
 
     fn timer_fired(&mut self, key: &TimerKey) -> Result<(), ApplyError> {
