@@ -10,7 +10,9 @@
 //! lines of a TOML file; [`Unplaced`] names paths (`task[3].after[1]`) for JSON and for
 //! specs read back from a log.
 
-use std::collections::{HashMap, HashSet};
+// Fx: a fixed, fast hash (no random keys, so no OS randomness in the core). These maps
+// are only looked up, never iterated, so their order cannot show in any output.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::{Backoff, Command, Error, Problem, SimOutcome, Spec, TaskSpec, WaveSpec};
 
@@ -133,7 +135,7 @@ struct Checker<'a> {
 impl<'a> Checker<'a> {
     fn new(spec: &'a Spec, places: &'a dyn Places) -> Self {
         let tasks = spec.tasks.len();
-        let mut ids = HashMap::with_capacity(tasks);
+        let mut ids = HashMap::with_capacity_and_hasher(tasks, Default::default());
         let first =
             spec.tasks.iter().enumerate().map(|(index, task)| *ids.entry(task.id.as_str()).or_insert(index)).collect();
         let mut after_offsets = Vec::with_capacity(tasks + 1);
@@ -283,7 +285,7 @@ impl<'a> Checker<'a> {
         let about = About::Task(index);
         let id = task.id.as_str();
         // A set only for long lists: most tasks have a handful of dependencies.
-        let mut seen: HashSet<&str> = HashSet::new();
+        let mut seen: HashSet<&str> = HashSet::default();
         for (item, name) in task.after.iter().enumerate() {
             let places = self.places;
             let place = || places.task_field(index, "after", Some(item));
@@ -324,7 +326,7 @@ impl<'a> Checker<'a> {
         let wave_owner: Vec<Owner> = spec.waves.iter().map(|w| self.resolve(w.parent.as_deref())).collect();
         let mut positions = vec![0; waves];
         let mut previous_wave = vec![None; waves];
-        let mut last_of: HashMap<Option<&str>, usize> = HashMap::new();
+        let mut last_of: HashMap<Option<&str>, usize> = HashMap::default();
         for (index, wave) in spec.waves.iter().enumerate() {
             if let Some(previous) = last_of.insert(wave.parent.as_deref(), index) {
                 positions[index] = positions[previous] + 1;
@@ -332,7 +334,7 @@ impl<'a> Checker<'a> {
             }
         }
 
-        let mut wave_ids: HashMap<&str, usize> = HashMap::new();
+        let mut wave_ids: HashMap<&str, usize> = HashMap::default();
         let mut listed_in: Vec<Option<(usize, usize)>> = vec![None; tasks];
         let mut wave_of = vec![None; tasks];
         let mut wave_members = vec![Vec::new(); waves];
