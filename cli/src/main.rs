@@ -1,1 +1,44 @@
-fn main() {}
+//! The `orch` binary: argument parsing (clap), rendering and exit codes. No logic of its
+//! own: every command is a thin call into `engine` or `replay`.
+
+mod args;
+mod cmd_read;
+mod cmd_run;
+mod exit;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{Cli, Cmd};
+use exit::Failure;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match &cli.command {
+        Cmd::Run(a) => cmd_run::run(&cli, a),
+        Cmd::Replay(a) => cmd_read::replay(&cli, a),
+        Cmd::Log(a) => cmd_read::log(&cli, a),
+        Cmd::Verify(a) => cmd_read::verify(&cli, a),
+        Cmd::Ls(a) => cmd_read::ls(&cli, a),
+        Cmd::Show(a) => cmd_read::show(&cli, a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(Failure::BrokenPipe) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("orch: {failure}");
+            failure.exit_code()
+        }
+    }
+}
+
+/// The engine's own diagnostics go to stderr through `tracing`, filtered by `RUST_LOG`
+/// (default: warnings), so they never mix into the stdout of `--json` commands.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -11,6 +11,7 @@ mod digest;
 pub mod graph;
 pub mod journal;
 pub mod record;
+pub mod runtime;
 pub mod scheduler;
 pub mod sim;
 pub mod spec;

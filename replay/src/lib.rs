@@ -2,7 +2,9 @@
 //! Performs no IO besides reading the log.
 
 pub mod redecide;
+pub mod snapshot;
 pub mod summary;
+pub mod text;
 
 pub use redecide::{redecide, Divergence, Replayed};
 pub use summary::Summary;

@@ -1,0 +1,101 @@
+//! Every command and flag, defined once (clap derive): help, errors and docs all come
+//! from here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "orch",
+    version,
+    about = "Event-sourced orchestration: run task graphs of real processes, replay them bit for bit"
+)]
+pub struct Cli {
+    /// The run store (default: `.orch` in the current directory).
+    #[arg(long, global = true, env = "ORCH_STORE", default_value = ".orch")]
+    pub store: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run a workflow file (TOML or JSON).
+    Run(RunArgs),
+    /// Fold a run's log from scratch, re-drive the scheduler and check every decision.
+    Replay(ReplayArgs),
+    /// Print a run's records (JSON lines, or the stable text rendering).
+    Log(LogArgs),
+    /// Check every checksum, seq and chain link of a run's log.
+    Verify(RunRef),
+    /// List the runs in the store.
+    Ls(JsonFlag),
+    /// Show a run's task tree with states.
+    Show(RunRef),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The workflow file.
+    pub file: PathBuf,
+    /// At most this many attempts at once (overrides `run.max_concurrency`).
+    #[arg(long, short = 'j', value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrency: Option<u32>,
+    /// Simulate the children (virtual clock, scripted outcomes) instead of running them.
+    #[arg(long)]
+    pub sim: bool,
+    /// Seed for retry jitter and the simulated order of simultaneous completions.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// When records reach the disk: always, batch (group commit) or never.
+    #[arg(long, default_value = "batch")]
+    pub durability: String,
+    /// Milliseconds between SIGTERM and SIGKILL when an attempt is killed.
+    #[arg(long, default_value_t = 2000)]
+    pub kill_grace_ms: u64,
+    /// Print the final summary as JSON (and no progress).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Run id, unique prefix, `latest`, or a log directory.
+    pub run: String,
+    /// Print the state right after this seq instead of the summary.
+    #[arg(long)]
+    pub at: Option<u64>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Run id, unique prefix, `latest`, or a log directory.
+    pub run: String,
+    /// Keep printing records as they are appended, until the run finishes.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Start at this seq.
+    #[arg(long, default_value_t = 0)]
+    pub from: u64,
+    /// One record per line in the stable text rendering instead of JSON.
+    #[arg(long)]
+    pub text: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunRef {
+    /// Run id, unique prefix, `latest`, or a log directory.
+    pub run: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,229 @@
+//! The commands that only read logs: replay, log, verify, ls, show.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use orch_engine::journal::read_records;
+use orch_engine::record::{Event, Record};
+use orch_engine::runtime::{Resolved, Store};
+use orch_engine::state::{Phase, State};
+use orch_log_format::{hex, lock_state, Follower, LockState};
+use orch_replay::{redecide, snapshot::snapshot, Summary};
+
+use crate::args::{Cli, JsonFlag, LogArgs, ReplayArgs, RunRef};
+use crate::exit::Failure;
+use crate::output::{format_ms, line};
+
+fn resolve(cli: &Cli, run: &str) -> Result<Resolved, Failure> {
+    Ok(Store::at(&cli.store).resolve(run)?)
+}
+
+fn to_json(v: &impl serde::Serialize) -> Result<serde_json::Value, Failure> {
+    serde_json::to_value(v).map_err(|e| Failure::Other(e.to_string()))
+}
+
+pub fn replay(cli: &Cli, a: &ReplayArgs) -> Result<ExitCode, Failure> {
+    let run = resolve(cli, &a.run)?;
+    let report = orch_log_format::verify(&run.log)?;
+    let records = read_records(&run.log)?;
+    if let Some(at) = a.at {
+        let Some(upto) = records.get(..=at as usize) else {
+            return Err(Failure::Input(format!(
+                "--at {at}: the log has {} records (seq 0..{})",
+                records.len(),
+                records.len().saturating_sub(1)
+            )));
+        };
+        let state = State::fold(upto).map_err(|e| Failure::Mismatch(format!("seq {at}: {e}")))?;
+        let snap = snapshot(&state, at);
+        if a.json {
+            line(to_json(&snap)?)?;
+        } else {
+            for l in snap.render().lines() {
+                line(l)?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let replayed = redecide(&records).map_err(|e| Failure::Mismatch(e.to_string()))?;
+    let summary = Summary::of(&records);
+    if a.json {
+        let mut v = to_json(&summary)?;
+        v["replay"] = "ok".into();
+        v["log_digest"] = hex(&report.digest).into();
+        v["incomplete_from"] = to_json(&replayed.incomplete_from)?;
+        line(v)?;
+    } else {
+        line(format!("replay ok: {} records re-decided identically", records.len()))?;
+        if let Some(seq) = replayed.incomplete_from {
+            line(format!("note: the log ends mid-step; decisions from seq {seq} were never written (crash?)"))?;
+        }
+        for l in summary.render().lines() {
+            line(l)?;
+        }
+        line(format!("log digest {}", hex(&report.digest)))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn log(cli: &Cli, a: &LogArgs) -> Result<ExitCode, Failure> {
+    let run = resolve(cli, &a.run)?;
+    let print = |seq: u64, payload: &[u8]| -> Result<bool, Failure> {
+        let record =
+            Record::decode(payload).map_err(|e| Failure::Input(format!("{}: seq {seq}: {e}", run.log.display())))?;
+        if a.text {
+            line(orch_replay::text::render(seq, &record))?;
+        } else {
+            line(record.to_json(seq))?;
+        }
+        Ok(matches!(record.event, Event::RunFinished(_)))
+    };
+    let mut follower = Follower::new(&run.log, a.from)?;
+    loop {
+        let mut finished = false;
+        let mut failure = None;
+        follower.poll(|r| {
+            if failure.is_none() {
+                match print(r.seq, r.payload) {
+                    Ok(done) => finished |= done,
+                    Err(e) => failure = Some(e),
+                }
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if !a.follow || finished || lock_state(&run.log)? == LockState::Free && follower.poll(|_| {})? == 0 {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+pub fn verify(cli: &Cli, a: &RunRef) -> Result<ExitCode, Failure> {
+    let run = resolve(cli, &a.run)?;
+    let report = orch_log_format::verify(&run.log)?;
+    if a.json {
+        let torn = report.torn_tail.as_ref().map(|(p, o)| format!("{}:{o}", p.display()));
+        line(serde_json::json!({
+            "log": run.log.display().to_string(),
+            "segments": report.segments,
+            "records": report.records,
+            "bytes": report.bytes,
+            "digest": hex(&report.digest),
+            "torn_tail": torn,
+        }))?;
+    } else {
+        line(format!(
+            "ok: {} records in {} segment(s), {} bytes, digest {}",
+            report.records,
+            report.segments,
+            report.bytes,
+            hex(&report.digest)
+        ))?;
+        if let Some((path, offset)) = &report.torn_tail {
+            line(format!(
+                "note: unfinished write at {}:{offset} (a live writer, or a crash; opening for write truncates it)",
+                path.display()
+            ))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn ls(cli: &Cli, a: &JsonFlag) -> Result<ExitCode, Failure> {
+    let store = Store::at(&cli.store);
+    let mut rows = Vec::new();
+    for id in store.list_runs()? {
+        let log = store.log_dir(&id);
+        let live = matches!(lock_state(&log)?, LockState::Held { .. });
+        let (outcome, duration_ms, tasks) = match read_records(&log) {
+            Ok(records) => {
+                let s = Summary::of(&records);
+                let outcome = match (s.outcome, live) {
+                    (Some(o), _) => o.name().to_string(),
+                    (None, true) => "running".to_string(),
+                    (None, false) => "unfinished".to_string(),
+                };
+                (outcome, s.wall_ms, s.tasks)
+            }
+            Err(e) => (format!("unreadable ({e})"), 0, 0),
+        };
+        rows.push((id, outcome, duration_ms, tasks));
+    }
+    if a.json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|(id, o, d, t)| serde_json::json!({"run": id, "outcome": o, "duration_ms": d, "tasks": t}))
+            .collect();
+        line(serde_json::Value::Array(list))?;
+    } else if rows.is_empty() {
+        line(format!("no runs in {}", store.root().display()))?;
+    } else {
+        line(format!("{:<22} {:<11} {:>10} {:>7}", "RUN", "OUTCOME", "DURATION", "TASKS"))?;
+        for (id, o, d, t) in rows {
+            line(format!("{id:<22} {o:<11} {:>10} {t:>7}", format_ms(d)))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn show(cli: &Cli, a: &RunRef) -> Result<ExitCode, Failure> {
+    let run = resolve(cli, &a.run)?;
+    let records = read_records(&run.log)?;
+    let state = fold_lenient(&records, &run.log)?;
+    let Some(graph) = state.graph() else {
+        return Err(Failure::Input(format!("{}: the log is empty", run.log.display())));
+    };
+    let summary = Summary::of(&records);
+    let describe = |t: u32| {
+        let task = state.task(t);
+        let phase = match task.phase {
+            Phase::Done(s) => s.name().to_string(),
+            p => p.name().to_string(),
+        };
+        (graph.id(t).to_string(), phase, task.attempts)
+    };
+    if a.json {
+        let tasks: Vec<_> = (0..graph.len() as u32)
+            .map(|t| {
+                let (id, state, attempts) = describe(t);
+                let parent = graph.parent(t).map(|p| graph.id(p).to_string());
+                serde_json::json!({"task": id, "state": state, "attempts": attempts, "parent": parent})
+            })
+            .collect();
+        let mut v = to_json(&summary)?;
+        v["tasks_detail"] = serde_json::Value::Array(tasks);
+        line(v)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    line(format!(
+        "{} — {}",
+        run.id.as_deref().unwrap_or(&run.log.display().to_string()),
+        summary.outcome.map_or("unfinished", |o| o.name())
+    ))?;
+    // Depth-first through the groups: the run's waves, then each parent's children.
+    fn walk(graph: &orch_engine::graph::Graph, g: u32, depth: usize, out: &mut Vec<(usize, u32)>) {
+        for &w in &graph.group(g).waves {
+            for &t in &graph.wave(w).tasks {
+                out.push((depth, t));
+                if let Some(children) = graph.node(t).children {
+                    walk(graph, children, depth + 1, out);
+                }
+            }
+        }
+    }
+    let mut order = Vec::new();
+    walk(graph, orch_engine::graph::ROOT, 0, &mut order);
+    for (depth, t) in order {
+        let (id, phase, attempts) = describe(t);
+        let wave = graph.wave(graph.node(t).wave).ordinal;
+        line(format!("{}{id:<24} {phase:<10} attempts {attempts} wave {wave}", "  ".repeat(depth + 1)))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Folds what can be folded: a live or crashed log may end mid-step.
+fn fold_lenient(records: &[Record], log: &Path) -> Result<State, Failure> {
+    State::fold(records).map_err(|e| Failure::Input(format!("{}: {e}", log.display())))
+}

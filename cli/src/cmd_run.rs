@@ -1,0 +1,58 @@
+//! `orch run`: load and validate the spec, run it (processes or simulation) with live
+//! progress, then print the summary; the exit code says how the run ended.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use orch_engine::journal::read_records;
+use orch_engine::record::RunOutcome;
+use orch_engine::runtime::{self, Launch, Store};
+use orch_engine::spec;
+use orch_log_format::Durability;
+use orch_replay::Summary;
+
+use crate::args::{Cli, RunArgs};
+use crate::exit::{self, Failure};
+use crate::output::{line, Progress};
+
+pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, Failure> {
+    let spec = spec::load(&a.file)?;
+    let durability: Durability =
+        a.durability.parse().map_err(|e: orch_log_format::Error| Failure::Input(format!("--durability: {e}")))?;
+    let launch = Launch {
+        store: Store::at(&cli.store),
+        spec_path: a.file.clone(),
+        max_concurrency: a.max_concurrency,
+        seed: a.seed,
+        sim: a.sim,
+        durability,
+        kill_grace: Duration::from_millis(a.kill_grace_ms),
+    };
+    let mut progress = Progress::new(a.json);
+    let wall = std::time::Instant::now();
+    let finished =
+        runtime::launch(spec, &launch, |r, s| progress.record(r, s)).map_err(|e| Failure::Other(e.to_string()))?;
+    progress.finish();
+    let records = read_records(&finished.log)?;
+    let summary = Summary::of(&records);
+    let digest = orch_log_format::verify(&finished.log)?.digest;
+    let outcome = summary.outcome.unwrap_or(RunOutcome::Failed);
+    if a.json {
+        let mut v = serde_json::to_value(&summary).map_err(|e| Failure::Other(e.to_string()))?;
+        v["run"] = finished.run_id.clone().into();
+        v["log_digest"] = orch_log_format::hex(&digest).into();
+        v["elapsed_ms"] = (wall.elapsed().as_millis() as u64).into();
+        line(v)?;
+    } else {
+        line(format!("run {} ({})", finished.run_id, finished.log.display()))?;
+        for l in summary.render().lines() {
+            line(l)?;
+        }
+        line(format!("log digest {}", orch_log_format::hex(&digest)))?;
+    }
+    Ok(ExitCode::from(match outcome {
+        RunOutcome::Succeeded => exit::OK,
+        RunOutcome::Failed | RunOutcome::TimedOut => exit::FAILED,
+        RunOutcome::Cancelled => exit::CANCELLED,
+    }))
+}

@@ -1,0 +1,106 @@
+//! The IO shell around the pure core: the run store, the process executor and the
+//! tokio driver. The only place (with the CLI) that touches clocks, processes, signals
+//! and the file system.
+
+mod driver;
+pub mod process;
+pub mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orch_log_format::{Durability, Options};
+
+pub use driver::RuntimeError;
+pub use store::{Resolved, Store, StoreError};
+
+use crate::graph::Graph;
+use crate::journal::Journal;
+use crate::record::Record;
+use crate::sim::{simulate, SimError};
+use crate::spec::Spec;
+use crate::state::State;
+
+/// How to run a workflow.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub store: Store,
+    pub spec_path: PathBuf,
+    /// Overrides `run.max_concurrency`.
+    pub max_concurrency: Option<u32>,
+    /// Overrides `run.seed`.
+    pub seed: Option<u64>,
+    /// Simulated children (virtual clock) instead of processes.
+    pub sim: bool,
+    pub durability: Durability,
+    pub kill_grace: Duration,
+}
+
+/// A run that ended (whatever its outcome).
+#[derive(Debug)]
+pub struct Finished {
+    pub run_id: String,
+    pub log: PathBuf,
+    pub state: State,
+}
+
+/// The spec the run will record: CLI overrides applied, and — for real runs only — an
+/// unset global cap resolved to the machine's parallelism (recorded, so replay and
+/// diff see it). Simulated runs never read the machine: their logs are identical
+/// everywhere.
+pub fn effective_spec(mut spec: Spec, launch: &Launch) -> Spec {
+    if let Some(n) = launch.max_concurrency {
+        spec.run.max_concurrency = Some(n);
+    }
+    if let Some(seed) = launch.seed {
+        spec.run.seed = seed;
+    }
+    if spec.run.max_concurrency.is_none() && !launch.sim {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        spec.run.max_concurrency = Some(cpus);
+    }
+    spec
+}
+
+/// Creates the run in the store and runs it to the end. `observe` sees each record
+/// once it is committed, with the state it led to.
+pub fn launch(spec: Spec, launch: &Launch, mut observe: impl FnMut(&Record, &State)) -> Result<Finished, RuntimeError> {
+    let spec = effective_spec(spec, launch);
+    let graph = Arc::new(Graph::compile(spec, "spec").map_err(|e| crate::state::ApplyError::BadSpec(e.to_string()))?);
+    let run_id = launch.store.create_run(&launch.spec_path)?;
+    let log = launch.store.log_dir(&run_id);
+    let options = Options { durability: launch.durability, ..Options::default() };
+    let state = if launch.sim {
+        let mut journal = Journal::create(&log, Options { durability: Durability::Never, ..options })?;
+        let order_seed = graph.spec.run.seed;
+        let mut folded = State::new();
+        let state = simulate(graph.spec.clone(), order_seed, |records: &[Record]| {
+            journal.append(records)?;
+            for r in records {
+                // The observer wants the state each record led to: fold a copy.
+                let _ = folded.apply(r);
+                observe(r, &folded);
+            }
+            Ok::<(), orch_log_format::Error>(())
+        })
+        .map_err(|e| match e {
+            SimError::Apply(a) => RuntimeError::Apply(a),
+            SimError::Sink(l) => RuntimeError::Log(l),
+            SimError::Stalled { time_ms } => RuntimeError::Apply(crate::state::ApplyError::Inconsistent(format!(
+                "simulation stalled at {time_ms} ms"
+            ))),
+        })?;
+        journal.close()?;
+        state
+    } else {
+        let config = driver::RunConfig {
+            store: launch.store.clone(),
+            run_id: run_id.clone(),
+            log: options,
+            kill_grace: launch.kill_grace,
+        };
+        driver::run_processes(graph, &config, observe)?
+    };
+    Ok(Finished { run_id, log, state })
+}
