@@ -44,11 +44,12 @@ pub fn simulate<E: std::error::Error + 'static>(
     order_seed: u64,
     mut sink: impl FnMut(&[Record]) -> Result<(), E>,
 ) -> Result<State, SimError<E>> {
-    let mut sim = Sim { core: Core::new(), queue: BTreeMap::new(), serial: 0, order_seed, running: BTreeMap::new() };
+    let mut sim = Sim { core: Core::new(), queue: BTreeMap::new(), serial: 0, order_seed, running: Vec::new() };
     let mut records = Vec::new();
     let mut effects = Vec::new();
     let graph = Arc::new(Graph::compile(spec, "spec").map_err(|e| ApplyError::BadSpec(e.to_string()))?);
     sim.core.start(graph.clone(), "sim", &mut records)?;
+    sim.running = vec![None; graph.len()];
     loop {
         sink(&records).map_err(SimError::Sink)?;
         effects.clear();
@@ -79,7 +80,8 @@ struct Sim {
     order_seed: u64,
     /// Start time and scheduled exit (none if it hangs) of each running attempt, so a
     /// kill can replace the exit.
-    running: BTreeMap<(String, u32), (u64, Option<DueKey>)>,
+    /// Indexed by task: at most one attempt of a task runs at a time.
+    running: Vec<Option<(u32, u64, Option<DueKey>)>>,
 }
 
 impl Sim {
@@ -88,7 +90,8 @@ impl Sim {
         for effect in effects {
             match effect {
                 Action::Spawn { task, attempt } => {
-                    let behaviour = behaviour_of(graph, task);
+                    let slot = index(graph, task);
+                    let behaviour = behaviour_of(graph, slot);
                     let output = behaviour.stdout.clone().unwrap_or_default();
                     let status = match behaviour.outcome(*attempt) {
                         SimOutcome::Succeed => Some(ExitStatus::Code(0)),
@@ -99,10 +102,11 @@ impl Sim {
                         let due = Due::Exit { task: task.clone(), attempt: *attempt, status, started_ms: now, output };
                         self.push(now + behaviour.duration_ms, due)
                     });
-                    self.running.insert((task.clone(), *attempt), (now, key));
+                    self.running[slot] = Some((*attempt, now, key));
                 }
                 Action::Kill { task, attempt } => {
-                    let Some((started_ms, scheduled)) = self.running.get(&(task.clone(), *attempt)).copied() else {
+                    let slot = index(graph, task);
+                    let Some((_, started_ms, scheduled)) = self.running[slot].filter(|r| r.0 == *attempt) else {
                         continue; // already exited: the kill has nothing to do
                     };
                     if let Some(k) = scheduled {
@@ -112,7 +116,7 @@ impl Sim {
                     let due =
                         Due::Exit { task: task.clone(), attempt: *attempt, status, started_ms, output: String::new() };
                     let key = self.push(now, due);
-                    self.running.insert((task.clone(), *attempt), (started_ms, Some(key)));
+                    self.running[slot] = Some((*attempt, started_ms, Some(key)));
                 }
                 Action::ArmTimer { key, at_ms } => {
                     self.push(*at_ms, Due::Timer(key.clone()));
@@ -128,7 +132,9 @@ impl Sim {
                 self.core.state().timer_is_live(&key).then_some(Event::TimerFired(TimerFired { timer: key }))
             }
             Due::Exit { task, attempt, status, started_ms, output } => {
-                self.running.remove(&(task.clone(), attempt));
+                if let Some(t) = self.core.state().graph().and_then(|g| g.task(&task)) {
+                    self.running[t as usize] = None;
+                }
                 Some(Event::AttemptExited(AttemptExited {
                     task,
                     attempt,
@@ -149,9 +155,12 @@ impl Sim {
     }
 }
 
-fn behaviour_of<'a>(graph: &'a Graph, task: &str) -> std::borrow::Cow<'a, SimBehaviour> {
-    let idx = graph.task(task).expect("dispatched tasks exist");
-    match &graph.task_spec(idx).sim {
+fn index(graph: &Graph, task: &str) -> usize {
+    graph.task(task).expect("actions name tasks of the graph") as usize
+}
+
+fn behaviour_of(graph: &Graph, slot: usize) -> std::borrow::Cow<'_, SimBehaviour> {
+    match &graph.task_spec(slot as u32).sim {
         Some(b) => std::borrow::Cow::Borrowed(b),
         None => std::borrow::Cow::Owned(SimBehaviour::default()),
     }
