@@ -67,6 +67,7 @@ pub struct ReplayArgs {
     /// Print the state right after this seq instead of the summary.
     #[arg(long)]
     pub at: Option<u64>,
+    /// Print the summary (or the `--at` state) as one JSON object.
     #[arg(long)]
     pub json: bool,
 }
@@ -90,12 +91,14 @@ pub struct LogArgs {
 pub struct RunRef {
     /// Run id, unique prefix, `latest`, or a log directory.
     pub run: String,
+    /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct JsonFlag {
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -94,6 +94,12 @@ pub fn log(cli: &Cli, a: &LogArgs) -> Result<ExitCode, Failure> {
             return Err(e);
         }
         if !a.follow || finished || lock_state(&run.log)? == LockState::Free && follower.poll(|_| {})? == 0 {
+            // The follower stops quietly at damage in the last segment (it may be a write
+            // in progress), so a corrupt log used to print its good prefix and exit 0.
+            // With no writer left, damage is corruption: verify names it (exit 2).
+            if lock_state(&run.log)? == LockState::Free {
+                orch_log_format::verify(&run.log)?;
+            }
             return Ok(ExitCode::SUCCESS);
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -134,6 +140,7 @@ pub fn verify(cli: &Cli, a: &RunRef) -> Result<ExitCode, Failure> {
 pub fn ls(cli: &Cli, a: &JsonFlag) -> Result<ExitCode, Failure> {
     let store = Store::at(&cli.store);
     let mut rows = Vec::new();
+    let mut errors = std::collections::BTreeMap::new();
     for id in store.list_runs()? {
         let log = store.log_dir(&id);
         let live = matches!(lock_state(&log)?, LockState::Held { .. });
@@ -147,14 +154,21 @@ pub fn ls(cli: &Cli, a: &JsonFlag) -> Result<ExitCode, Failure> {
                 };
                 (outcome, s.wall_ms, s.tasks)
             }
-            Err(e) => (format!("unreadable ({e})"), 0, 0),
+            // The error goes to stderr (and `error` in JSON): inline, it broke the table.
+            Err(e) => {
+                eprintln!("orch: {id}: {e}");
+                errors.insert(id.clone(), e.to_string());
+                ("unreadable".to_string(), 0, 0)
+            }
         };
         rows.push((id, outcome, duration_ms, tasks));
     }
     if a.json {
         let list: Vec<_> = rows
             .iter()
-            .map(|(id, o, d, t)| serde_json::json!({"run": id, "outcome": o, "duration_ms": d, "tasks": t}))
+            .map(|(id, o, d, t)| {
+                serde_json::json!({"run": id, "outcome": o, "duration_ms": d, "tasks": t, "error": errors.get(id)})
+            })
             .collect();
         line(serde_json::Value::Array(list))?;
     } else if rows.is_empty() {

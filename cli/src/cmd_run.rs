@@ -16,9 +16,10 @@ use crate::exit::{self, Failure};
 use crate::output::{line, Progress};
 
 pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, Failure> {
-    let spec = spec::load(&a.file)?;
+    // Arguments first, then the file: a bad flag is reported whatever the spec holds.
     let durability: Durability =
         a.durability.parse().map_err(|e: orch_log_format::Error| Failure::Input(format!("--durability: {e}")))?;
+    let spec = spec::load(&a.file)?;
     let launch = Launch {
         store: Store::at(&cli.store),
         spec_path: a.file.clone(),

@@ -30,6 +30,8 @@ pub enum RuntimeError {
     Apply(#[from] ApplyError),
     #[error("starting the async runtime: {0}")]
     Tokio(std::io::Error),
+    #[error("installing the Ctrl-C handler: {0}")]
+    Signal(std::io::Error),
 }
 
 /// Settings of one real run.
@@ -70,14 +72,24 @@ pub fn run_processes(
         let mut journal = Journal::create(&config.store.log_dir(&config.run_id), config.log)?;
         let (tx, mut rx) = mpsc::unbounded_channel::<Incoming>();
         let interrupt_tx = tx.clone();
+        // The SIGINT handler is installed here, before any child is spawned: with
+        // `ctrl_c()` inside the spawned task it was only installed once the loop first
+        // yielded, and a Ctrl-C in that window killed orch outright (children orphaned,
+        // no cancelled record). A stream also keeps a second Ctrl-C from falling between
+        // two `ctrl_c()` calls.
+        let mut sigint =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).map_err(RuntimeError::Signal)?;
         tokio::spawn(async move {
-            while tokio::signal::ctrl_c().await.is_ok() {
+            while sigint.recv().await.is_some() {
                 if interrupt_tx.send(Incoming::Interrupt).is_err() {
                     return;
                 }
             }
         });
-        let env = ChildEnv { run_id: config.run_id.clone(), store: config.store.root().to_path_buf() };
+        // ORCH_STORE must be absolute: the default store is the relative `.orch`, which
+        // named the wrong place for any child started with its own `cwd`.
+        let store = std::path::absolute(config.store.root()).unwrap_or_else(|_| config.store.root().to_path_buf());
+        let env = ChildEnv { run_id: config.run_id.clone(), store };
         let mut shell = Shell {
             graph: graph.clone(),
             env,

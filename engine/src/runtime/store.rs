@@ -65,12 +65,15 @@ impl Store {
         let runs = self.runs_dir();
         fs::create_dir_all(&runs).map_err(io(&runs))?;
         fs::create_dir_all(self.blobs_dir().join("tmp")).map_err(io(self.blobs_dir()))?;
-        // The time gives the order; a few bits of the clock and the pid keep two runs
-        // started in the same second apart. `create_dir` fails rather than reuse a dir.
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        // The time gives the order, and so must the suffix: it is the fraction of the
+        // second in 1/65536ths (~15 µs). It used to be clock bits xor the pid, which made
+        // runs started within one second sort at random, so `latest` could name an older
+        // run. Two runs in the same tick: `create_dir` fails rather than reuse a dir, and
+        // the next try reads the clock again and bumps the suffix, keeping the order.
         for attempt in 0..16u32 {
-            let salt =
-                (now.subsec_nanos() ^ std::process::id().rotate_left(16) ^ attempt.wrapping_mul(0x9E37)) & 0xffff;
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            let tick = (u64::from(now.subsec_nanos()) << 16) / 1_000_000_000;
+            let salt = (tick + u64::from(attempt)).min(0xffff);
             let id = format!("{}-{salt:04x}", utc_stamp(now.as_secs()));
             let dir = self.run_dir(&id);
             match fs::create_dir(&dir) {
