@@ -34,6 +34,8 @@ pub enum Cmd {
     Ls(JsonFlag),
     /// Show a run's task tree with states.
     Show(RunRef),
+    /// Compare two runs: where they diverge, which outcomes differ, which siblings raced.
+    Diff(DiffArgs),
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +101,22 @@ pub struct RunRef {
 #[derive(Debug, Args)]
 pub struct JsonFlag {
     /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Run id, unique prefix, `latest`, or a log directory.
+    pub a: String,
+    /// Run id, unique prefix, `latest`, or a log directory.
+    pub b: String,
+    /// Byte-identical logs (equal log digests), times included.
+    #[arg(long, conflicts_with = "outcomes")]
+    pub exact: bool,
+    /// Only terminal states, attempts, outputs and aggregates; order ignored.
+    #[arg(long)]
+    pub outcomes: bool,
     #[arg(long)]
     pub json: bool,
 }

@@ -2,6 +2,7 @@
 //! own: every command is a thin call into `engine` or `replay`.
 
 mod args;
+mod cmd_diff;
 mod cmd_read;
 mod cmd_run;
 mod exit;
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         Cmd::Verify(a) => cmd_read::verify(&cli, a),
         Cmd::Ls(a) => cmd_read::ls(&cli, a),
         Cmd::Show(a) => cmd_read::show(&cli, a),
+        Cmd::Diff(a) => cmd_diff::diff(&cli, a),
     };
     match result {
         Ok(code) => code,

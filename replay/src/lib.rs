@@ -1,10 +1,13 @@
-//! Everything that reads a finished or live log: fold, re-decide and verify, summaries.
+//! Everything that reads a finished or live log: fold, re-decide and verify, summaries,
+//! diffs of two runs.
 //! Performs no IO besides reading the log.
 
+pub mod diff;
 pub mod redecide;
 pub mod snapshot;
 pub mod summary;
 pub mod text;
 
+pub use diff::{diff, diff_logs, Level};
 pub use redecide::{redecide, Divergence, Replayed};
 pub use summary::Summary;
