@@ -40,8 +40,12 @@ pub enum Cmd {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The workflow file.
-    pub file: PathBuf,
+    /// The workflow file (TOML, or JSON by its extension); `-` reads it from stdin.
+    #[arg(required_unless_present = "tasks", conflicts_with = "tasks")]
+    pub file: Option<PathBuf>,
+    /// The tasks inline, as a JSON array: `--tasks '[{"id":"a","cmd":"make"}]'`.
+    #[arg(long, value_name = "JSON")]
+    pub tasks: Option<String>,
     /// At most this many attempts at once (overrides `run.max_concurrency`).
     #[arg(long, short = 'j', value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrency: Option<u32>,

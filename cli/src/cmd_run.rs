@@ -19,10 +19,15 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, Failure> {
     // Arguments first, then the file: a bad flag is reported whatever the spec holds.
     let durability: Durability =
         a.durability.parse().map_err(|e: orch_log_format::Error| Failure::Input(format!("--durability: {e}")))?;
-    let spec = spec::load(&a.file)?;
+    let (name, text, format) = read_spec(a)?;
+    let spec = spec::parse(&text, &name, format)?;
     let launch = Launch {
         store: Store::at(&cli.store),
-        spec_path: a.file.clone(),
+        spec_text: text,
+        spec_ext: match format {
+            spec::Format::Toml => "toml",
+            spec::Format::Json => "json",
+        },
         max_concurrency: a.max_concurrency,
         seed: a.seed,
         sim: a.sim,
@@ -56,4 +61,24 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, Failure> {
         RunOutcome::Failed | RunOutcome::TimedOut => exit::FAILED,
         RunOutcome::Cancelled => exit::CANCELLED,
     }))
+}
+
+/// The workflow's name (for error places), text and format: a file, stdin (`-`), or
+/// `--tasks` inline.
+fn read_spec(a: &RunArgs) -> Result<(String, String, spec::Format), Failure> {
+    if let Some(tasks) = &a.tasks {
+        return Ok(("--tasks".into(), format!("{{\"task\": {tasks}}}"), spec::Format::Json));
+    }
+    let path = a.file.as_ref().expect("clap requires a file unless --tasks is given");
+    if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| Failure::Input(format!("<stdin>: {e}")))?;
+        // JSON starts with `{`; anything else is TOML.
+        let format = if text.trim_start().starts_with('{') { spec::Format::Json } else { spec::Format::Toml };
+        return Ok(("<stdin>".into(), text, format));
+    }
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| Failure::Input(format!("{name}: {e}")))?;
+    Ok((name, text, spec::Format::of_path(path)))
 }

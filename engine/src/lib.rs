@@ -8,7 +8,9 @@
 pub mod aggregate;
 pub mod core;
 mod digest;
+pub mod drive;
 pub mod graph;
+pub mod inproc;
 pub mod journal;
 pub mod record;
 pub mod runtime;

@@ -1,4 +1,6 @@
-//! The simulated executor: a virtual clock and scripted children, driving the real core.
+//! The simulated executor: a virtual clock and scripted children, as a `World` for the
+//! shared driver loop (`drive.rs`), so simulated runs go through exactly the steps real
+//! ones do.
 //!
 //! Children behave as their spec's `sim` section says (duration, outcome per attempt,
 //! output). Events due at the same virtual time are taken in an order permuted by a
@@ -6,10 +8,11 @@
 //! completion orders.
 
 use std::collections::BTreeMap;
-
+use std::convert::Infallible;
 use std::sync::Arc;
 
-use crate::core::{actions, Action, Core};
+use crate::core::Action;
+use crate::drive::{start_and_drive, DriveError, World};
 use crate::graph::Graph;
 use crate::record::{AttemptExited, Digest, Event, ExitStatus, Record, TimerFired, TimerKey};
 use crate::spec::{SimBehaviour, SimOutcome, Spec};
@@ -28,6 +31,23 @@ pub enum SimError<E: std::error::Error + 'static> {
     Stalled { time_ms: u64 },
 }
 
+/// Runs `spec` under simulation, handing each step's records to `sink` as they are made
+/// (input first, then its decisions). Returns the final state.
+pub fn simulate<E: std::error::Error + 'static>(
+    spec: Spec,
+    order_seed: u64,
+    mut sink: impl FnMut(&[Record]) -> Result<(), E>,
+) -> Result<State, SimError<E>> {
+    let graph = Arc::new(Graph::compile(spec, "spec").map_err(|e| ApplyError::BadSpec(e.to_string()))?);
+    let mut world = SimWorld::new(graph.clone(), order_seed);
+    start_and_drive(graph, "sim", &mut world, |records, _| sink(records)).map_err(|e| match e {
+        DriveError::Apply(a) => SimError::Apply(a),
+        DriveError::Commit(c) => SimError::Sink(c),
+        DriveError::Stalled { time_ms } => SimError::Stalled { time_ms },
+        DriveError::World(never) => match never {},
+    })
+}
+
 #[derive(Debug, Clone)]
 enum Due {
     Exit { task: String, attempt: u32, status: ExitStatus, started_ms: u64, output: String },
@@ -37,114 +57,22 @@ enum Due {
 /// Queue key: time first, then a seeded shuffle of simultaneous events, then arrival.
 type DueKey = (u64, u64, u64);
 
-/// Runs `spec` under simulation, handing each step's records to `sink` as they are made
-/// (input first, then its decisions). Returns the final state.
-pub fn simulate<E: std::error::Error + 'static>(
-    spec: Spec,
-    order_seed: u64,
-    mut sink: impl FnMut(&[Record]) -> Result<(), E>,
-) -> Result<State, SimError<E>> {
-    let mut sim = Sim { core: Core::new(), queue: BTreeMap::new(), serial: 0, order_seed, running: Vec::new() };
-    let mut records = Vec::new();
-    let mut effects = Vec::new();
-    let graph = Arc::new(Graph::compile(spec, "spec").map_err(|e| ApplyError::BadSpec(e.to_string()))?);
-    sim.core.start(graph.clone(), "sim", &mut records)?;
-    sim.running = vec![None; graph.len()];
-    loop {
-        sink(&records).map_err(SimError::Sink)?;
-        effects.clear();
-        for r in &records {
-            actions(r, &mut effects);
-        }
-        records.clear();
-        sim.perform(&effects, &graph);
-        if sim.core.state().is_finished() {
-            return Ok(sim.core.into_state());
-        }
-        let (time_ms, input) = loop {
-            let Some((key, due)) = sim.queue.pop_first() else {
-                return Err(SimError::Stalled { time_ms: sim.core.state().now_ms() });
-            };
-            if let Some(input) = sim.input_for(key.0, due) {
-                break (key.0, input);
-            }
-        };
-        sim.core.handle(time_ms, input, &mut records)?;
-    }
-}
-
-struct Sim {
-    core: Core,
+/// Scripted children on a virtual clock.
+#[derive(Debug)]
+pub struct SimWorld {
+    graph: Arc<Graph>,
     queue: BTreeMap<DueKey, Due>,
     serial: u64,
     order_seed: u64,
-    /// Start time and scheduled exit (none if it hangs) of each running attempt, so a
-    /// kill can replace the exit.
-    /// Indexed by task: at most one attempt of a task runs at a time.
+    /// Indexed by task (at most one attempt of a task runs at a time): the attempt, its
+    /// start, and its scheduled exit (none while it hangs), so a kill can replace it.
     running: Vec<Option<(u32, u64, Option<DueKey>)>>,
 }
 
-impl Sim {
-    fn perform(&mut self, effects: &[Action], graph: &Graph) {
-        let now = self.core.state().now_ms();
-        for effect in effects {
-            match effect {
-                Action::Spawn { task, attempt } => {
-                    let slot = index(graph, task);
-                    let behaviour = behaviour_of(graph, slot);
-                    let output = behaviour.stdout.clone().unwrap_or_default();
-                    let status = match behaviour.outcome(*attempt) {
-                        SimOutcome::Succeed => Some(ExitStatus::Code(0)),
-                        SimOutcome::Fail(code) => Some(ExitStatus::Code(code)),
-                        SimOutcome::Hang => None,
-                    };
-                    let key = status.map(|status| {
-                        let due = Due::Exit { task: task.clone(), attempt: *attempt, status, started_ms: now, output };
-                        self.push(now + behaviour.duration_ms, due)
-                    });
-                    self.running[slot] = Some((*attempt, now, key));
-                }
-                Action::Kill { task, attempt } => {
-                    let slot = index(graph, task);
-                    let Some((_, started_ms, scheduled)) = self.running[slot].filter(|r| r.0 == *attempt) else {
-                        continue; // already exited: the kill has nothing to do
-                    };
-                    if let Some(k) = scheduled {
-                        self.queue.remove(&k);
-                    }
-                    let status = ExitStatus::Signal(SIM_KILL_SIGNAL);
-                    let due =
-                        Due::Exit { task: task.clone(), attempt: *attempt, status, started_ms, output: String::new() };
-                    let key = self.push(now, due);
-                    self.running[slot] = Some((*attempt, started_ms, Some(key)));
-                }
-                Action::ArmTimer { key, at_ms } => {
-                    self.push(*at_ms, Due::Timer(key.clone()));
-                }
-            }
-        }
-    }
-
-    /// Turns a due event into an input, or drops it (a timer nobody wants any more).
-    fn input_for(&mut self, time_ms: u64, due: Due) -> Option<Event> {
-        match due {
-            Due::Timer(key) => {
-                self.core.state().timer_is_live(&key).then_some(Event::TimerFired(TimerFired { timer: key }))
-            }
-            Due::Exit { task, attempt, status, started_ms, output } => {
-                if let Some(t) = self.core.state().graph().and_then(|g| g.task(&task)) {
-                    self.running[t as usize] = None;
-                }
-                Some(Event::AttemptExited(AttemptExited {
-                    task,
-                    attempt,
-                    status,
-                    output: Digest::of(output.as_bytes()),
-                    output_bytes: output.len() as u64,
-                    duration_ms: time_ms - started_ms,
-                }))
-            }
-        }
+impl SimWorld {
+    pub fn new(graph: Arc<Graph>, order_seed: u64) -> SimWorld {
+        let running = vec![None; graph.len()];
+        SimWorld { graph, queue: BTreeMap::new(), serial: 0, order_seed, running }
     }
 
     fn push(&mut self, time_ms: u64, due: Due) -> DueKey {
@@ -153,16 +81,80 @@ impl Sim {
         self.queue.insert(key, due);
         key
     }
+
+    fn slot(&self, task: &str) -> usize {
+        self.graph.task(task).expect("actions name tasks of the graph") as usize
+    }
 }
 
-fn index(graph: &Graph, task: &str) -> usize {
-    graph.task(task).expect("actions name tasks of the graph") as usize
-}
+impl World for SimWorld {
+    type Error = Infallible;
 
-fn behaviour_of(graph: &Graph, slot: usize) -> std::borrow::Cow<'_, SimBehaviour> {
-    match &graph.task_spec(slot as u32).sim {
-        Some(b) => std::borrow::Cow::Borrowed(b),
-        None => std::borrow::Cow::Owned(SimBehaviour::default()),
+    fn perform(&mut self, action: &Action, state: &State) -> Result<(), Infallible> {
+        let now = state.now_ms();
+        match action {
+            Action::Spawn { task, attempt } => {
+                let slot = self.slot(task);
+                let behaviour = match &self.graph.task_spec(slot as u32).sim {
+                    Some(b) => std::borrow::Cow::Borrowed(b),
+                    None => std::borrow::Cow::Owned(SimBehaviour::default()),
+                };
+                let output = behaviour.stdout.clone().unwrap_or_default();
+                let duration_ms = behaviour.duration_ms;
+                let status = match behaviour.outcome(*attempt) {
+                    SimOutcome::Succeed => Some(ExitStatus::Code(0)),
+                    SimOutcome::Fail(code) => Some(ExitStatus::Code(code)),
+                    SimOutcome::Hang => None,
+                };
+                let key = status.map(|status| {
+                    let due = Due::Exit { task: task.clone(), attempt: *attempt, status, started_ms: now, output };
+                    self.push(now + duration_ms, due)
+                });
+                self.running[slot] = Some((*attempt, now, key));
+            }
+            Action::Kill { task, attempt } => {
+                let slot = self.slot(task);
+                let Some((_, started_ms, scheduled)) = self.running[slot].filter(|r| r.0 == *attempt) else {
+                    return Ok(()); // already exited: the kill has nothing to do
+                };
+                if let Some(k) = scheduled {
+                    self.queue.remove(&k);
+                }
+                let status = ExitStatus::Signal(SIM_KILL_SIGNAL);
+                let due =
+                    Due::Exit { task: task.clone(), attempt: *attempt, status, started_ms, output: String::new() };
+                let key = self.push(now, due);
+                self.running[slot] = Some((*attempt, started_ms, Some(key)));
+            }
+            Action::ArmTimer { key, at_ms } => {
+                self.push(*at_ms, Due::Timer(key.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    fn next_input(&mut self, state: &State) -> Result<Option<(u64, Event)>, Infallible> {
+        while let Some(((time_ms, _, _), due)) = self.queue.pop_first() {
+            match due {
+                // A timer nobody wants any more (its attempt ended) never reaches the log.
+                Due::Timer(key) if !state.timer_is_live(&key) => continue,
+                Due::Timer(key) => return Ok(Some((time_ms, Event::TimerFired(TimerFired { timer: key })))),
+                Due::Exit { task, attempt, status, started_ms, output } => {
+                    let slot = self.slot(&task);
+                    self.running[slot] = None;
+                    let exited = AttemptExited {
+                        task,
+                        attempt,
+                        status,
+                        output: Digest::of(output.as_bytes()),
+                        output_bytes: output.len() as u64,
+                        duration_ms: time_ms - started_ms,
+                    };
+                    return Ok(Some((time_ms, Event::AttemptExited(exited))));
+                }
+            }
+        }
+        Ok(None)
     }
 }
 

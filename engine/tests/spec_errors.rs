@@ -323,7 +323,7 @@ tasks = ["late"]
 fn syntax_errors_name_the_line() {
     assert_eq!(
         syntax("unknown-field.toml"),
-        "unknown-field.toml:4: unknown field `retries`, expected one of `id`, `title`, `command`, `env`, `cwd`, \
+        "unknown-field.toml:4: unknown field `retries`, expected one of `id`, `title`, `cmd`, `command`, `env`, `cwd`, \
          `after`, `parent`, `priority`, `timeout_ms`, `retry`, `cost`, `sim`"
     );
     assert_eq!(syntax("wrong-type.toml"), "wrong-type.toml:2: invalid type: string \"four\", expected u32");
@@ -347,7 +347,7 @@ fn json_problems_are_placed_by_path() {
 fn json_syntax_errors_name_the_line() {
     assert_eq!(
         syntax("unknown-field.json"),
-        "unknown-field.json:4: unknown field `retries`, expected one of `id`, `title`, `command`, `env`, `cwd`, \
+        "unknown-field.json:4: unknown field `retries`, expected one of `id`, `title`, `cmd`, `command`, `env`, `cwd`, \
          `after`, `parent`, `priority`, `timeout_ms`, `retry`, `cost`, `sim`"
     );
     let error = spec::parse("{\"tasks\": [", "flow.json", Format::Json).unwrap_err();

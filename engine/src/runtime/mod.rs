@@ -26,7 +26,10 @@ use crate::state::State;
 #[derive(Debug, Clone)]
 pub struct Launch {
     pub store: Store,
-    pub spec_path: PathBuf,
+    /// The workflow text as given (kept in the run's directory) and its format's
+    /// extension (`toml` or `json`).
+    pub spec_text: String,
+    pub spec_ext: &'static str,
     /// Overrides `run.max_concurrency`.
     pub max_concurrency: Option<u32>,
     /// Overrides `run.seed`.
@@ -68,7 +71,7 @@ pub fn effective_spec(mut spec: Spec, launch: &Launch) -> Spec {
 pub fn launch(spec: Spec, launch: &Launch, mut observe: impl FnMut(&Record, &State)) -> Result<Finished, RuntimeError> {
     let spec = effective_spec(spec, launch);
     let graph = Arc::new(Graph::compile(spec, "spec").map_err(|e| crate::state::ApplyError::BadSpec(e.to_string()))?);
-    let run_id = launch.store.create_run(&launch.spec_path)?;
+    let run_id = launch.store.create_run(launch.spec_ext, &launch.spec_text)?;
     let log = launch.store.log_dir(&run_id);
     let options = Options { durability: launch.durability, ..Options::default() };
     let state = if launch.sim {

@@ -60,8 +60,9 @@ impl Store {
         self.run_dir(id).join("log")
     }
 
-    /// Creates the directory of a new run and copies its spec file there; returns the id.
-    pub fn create_run(&self, spec_path: &Path) -> Result<String, StoreError> {
+    /// Creates the directory of a new run and keeps its spec text there (as
+    /// `spec.<ext>`); returns the id.
+    pub fn create_run(&self, spec_ext: &str, spec_text: &str) -> Result<String, StoreError> {
         let runs = self.runs_dir();
         fs::create_dir_all(&runs).map_err(io(&runs))?;
         fs::create_dir_all(self.blobs_dir().join("tmp")).map_err(io(self.blobs_dir()))?;
@@ -78,9 +79,8 @@ impl Store {
             let dir = self.run_dir(&id);
             match fs::create_dir(&dir) {
                 Ok(()) => {
-                    let ext = spec_path.extension().and_then(|e| e.to_str()).unwrap_or("toml");
-                    let copy = dir.join(format!("spec.{ext}"));
-                    fs::copy(spec_path, &copy).map_err(io(&copy))?;
+                    let copy = dir.join(format!("spec.{spec_ext}"));
+                    fs::write(&copy, spec_text).map_err(io(&copy))?;
                     return Ok(id);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,

@@ -55,7 +55,7 @@ pub struct TaskSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     /// What to run. A task without a command is a group: it succeeds when its children do.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, alias = "cmd", skip_serializing_if = "Option::is_none")]
     pub command: Option<Command>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
