@@ -65,12 +65,17 @@ pub fn decide(state: &State) -> Vec<Event> {
             .iter()
             .map(|&p| {
                 let g = graph.node(p).children.expect("parents have children");
-                let failed = state.group(g).failed.clone();
+                let group = state.group(g);
+                let (terminal, cause) = match (&group.cancelled, &group.failed) {
+                    (Some(why), _) => (Terminal::Cancelled, Some(why.clone())),
+                    (None, Some(child)) => (Terminal::Failed, Some(format!("child {child}"))),
+                    (None, None) => (Terminal::Succeeded, None),
+                };
                 Event::TaskFinished(TaskFinished {
                     task: id(p),
-                    state: if failed.is_some() { Terminal::Failed } else { Terminal::Succeeded },
+                    state: terminal,
                     attempts: state.task(p).attempts,
-                    cause: failed.map(|c| format!("child {c}")),
+                    cause,
                     aggregate: Some(state.aggregate_of(&graph.group(g).tasks)),
                 })
             })
@@ -179,7 +184,10 @@ fn resolve_exit(state: &State, t: TaskIdx) -> Event {
         AttemptOutcome::Cancelled(reason) => {
             let cause = match state.ending() {
                 Some(ending) => ending.cause().to_string(),
-                None => format!("cancelled ({reason:?})").to_lowercase(),
+                None => match reason {
+                    crate::record::KillReason::Timeout => "killed at its timeout".to_string(),
+                    _ => "killed by a cancel request".to_string(),
+                },
             };
             finished(Terminal::Cancelled, Some(cause))
         }

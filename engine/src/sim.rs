@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::core::Action;
 use crate::drive::{start_and_drive, DriveError, World};
 use crate::graph::Graph;
-use crate::record::{AttemptExited, Digest, Event, ExitStatus, Record, TimerFired, TimerKey};
+use crate::record::{AttemptExited, CancelRequested, Digest, Event, ExitStatus, Record, TimerFired, TimerKey};
 use crate::spec::{SimBehaviour, SimOutcome, Spec};
 use crate::state::{ApplyError, State};
 
@@ -52,6 +52,7 @@ pub fn simulate<E: std::error::Error + 'static>(
 enum Due {
     Exit { task: String, attempt: u32, status: ExitStatus, started_ms: u64, output: String },
     Timer(TimerKey),
+    Cancel(Option<String>),
 }
 
 /// Queue key: time first, then a seeded shuffle of simultaneous events, then arrival.
@@ -72,7 +73,12 @@ pub struct SimWorld {
 impl SimWorld {
     pub fn new(graph: Arc<Graph>, order_seed: u64) -> SimWorld {
         let running = vec![None; graph.len()];
-        SimWorld { graph, queue: BTreeMap::new(), serial: 0, order_seed, running }
+        let cancels = graph.spec.run.sim_cancel.clone();
+        let mut world = SimWorld { graph, queue: BTreeMap::new(), serial: 0, order_seed, running };
+        for c in cancels {
+            world.push(c.at_ms, Due::Cancel(c.task));
+        }
+        world
     }
 
     fn push(&mut self, time_ms: u64, due: Due) -> DueKey {
@@ -139,6 +145,10 @@ impl World for SimWorld {
                 // A timer nobody wants any more (its attempt ended) never reaches the log.
                 Due::Timer(key) if !state.timer_is_live(&key) => continue,
                 Due::Timer(key) => return Ok(Some((time_ms, Event::TimerFired(TimerFired { timer: key })))),
+                Due::Cancel(task) => {
+                    let reason = "simulated cancel (run.sim_cancel)".to_string();
+                    return Ok(Some((time_ms, Event::CancelRequested(CancelRequested { task, reason }))));
+                }
                 Due::Exit { task, attempt, status, started_ms, output } => {
                     let slot = self.slot(&task);
                     self.running[slot] = None;

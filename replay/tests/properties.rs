@@ -7,8 +7,8 @@ use orch_engine::record::{Event, Record, Terminal};
 use orch_engine::scheduler::retry_delay_ms;
 use orch_engine::sim::simulate;
 use orch_engine::spec::{
-    Backoff, Command, Downstream, Jitter, Priority, RetryPolicy, SimBehaviour, SimOutcome, Spec, TaskSpec, WaveFailure,
-    WaveSpec,
+    Backoff, Cancellation, Command, Downstream, Jitter, Priority, RetryPolicy, SimBehaviour, SimCancel, SimOutcome,
+    Spec, TaskSpec, WaveFailure, WaveSpec,
 };
 use proptest::prelude::*;
 
@@ -23,6 +23,10 @@ struct Shape {
     p0_cap: Option<u32>,
     downstream: Downstream,
     seed: u64,
+    /// A run deadline, and cancel requests (at, task index or the run).
+    run_timeout_ms: Option<u64>,
+    cancels: Vec<(u64, Option<usize>)>,
+    cancellation: Cancellation,
 }
 
 #[derive(Debug, Clone)]
@@ -66,16 +70,26 @@ fn shape(policies: Vec<WaveFailure>) -> impl Strategy<Value = Shape> {
         prop::option::of(1u32..3),
         prop::sample::select(vec![Downstream::Block, Downstream::Continue]),
         any::<u64>(),
+        (
+            prop::option::weighted(0.2, 20u64..200),
+            prop::collection::vec((0u64..150, prop::option::of(0usize..24)), 0..2),
+            prop::sample::select(vec![Cancellation::Cascading, Cancellation::Isolated]),
+        ),
     )
-        .prop_map(|(tasks, wave_cuts, wave_caps, wave_policies, global_cap, p0_cap, downstream, seed)| Shape {
-            tasks,
-            wave_cuts,
-            wave_caps,
-            wave_policies,
-            global_cap,
-            p0_cap,
-            downstream,
-            seed,
+        .prop_map(|(tasks, wave_cuts, wave_caps, wave_policies, global_cap, p0_cap, downstream, seed, cancel)| {
+            Shape {
+                tasks,
+                wave_cuts,
+                wave_caps,
+                wave_policies,
+                global_cap,
+                p0_cap,
+                downstream,
+                seed,
+                run_timeout_ms: cancel.0,
+                cancels: cancel.1,
+                cancellation: cancel.2,
+            }
         })
 }
 
@@ -92,6 +106,10 @@ fn build(shape: &Shape) -> Spec {
     }
     spec.run.on_failure = shape.downstream;
     spec.run.seed = shape.seed;
+    spec.run.timeout_ms = shape.run_timeout_ms;
+    spec.run.cancellation = shape.cancellation;
+    spec.run.sim_cancel =
+        shape.cancels.iter().map(|&(at_ms, task)| SimCancel { at_ms, task: task.map(|t| id(t % n)) }).collect();
     let mut parent_of: Vec<Option<usize>> = vec![None; n];
     for i in 0..n.saturating_sub(1) {
         if shape.tasks[i].parent_of_next && parent_of[i].is_none() {
@@ -211,6 +229,34 @@ fn check_invariants(spec: &Spec, log: &[Record]) {
         }
     }
     assert!(matches!(log.last().map(|r| &r.event), Some(Event::RunFinished(_))), "the run finishes last");
+    // A parent that released its children ends after every one of them — unless it was
+    // cancelled on its own (isolated cancellation leaves its children running).
+    let delegated: BTreeSet<u32> = log
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::TaskDelegated(d) => Some(idx(&d.task)),
+            _ => None,
+        })
+        .collect();
+    let order: BTreeMap<u32, usize> = log
+        .iter()
+        .enumerate()
+        .filter_map(|(seq, r)| match &r.event {
+            Event::TaskFinished(f) => Some((idx(&f.task), seq)),
+            _ => None,
+        })
+        .collect();
+    for &p in &delegated {
+        let isolated_cancel =
+            spec.run.cancellation == Cancellation::Isolated && finished.get(&p) == Some(&Terminal::Cancelled);
+        if isolated_cancel {
+            continue;
+        }
+        let g = graph.node(p).children.unwrap();
+        for &c in &graph.group(g).tasks {
+            assert!(order[&c] < order[&p], "parent {} ended before its child {}", graph.id(p), graph.id(c));
+        }
+    }
     assert_eq!(finished.len(), graph.len(), "every task ends in exactly one terminal state");
     // Blocked descendants: under `block`, a task with a dependency that did not succeed
     // never ran and ended blocked (or was skipped/cancelled for another reason first).
@@ -274,6 +320,9 @@ proptest! {
         a in any::<u64>(),
         b in any::<u64>(),
     ) {
+        // Cancels and deadlines cut runs at a point in time, so what they catch running
+        // depends on the order; without them, results must not.
+        let s = Shape { run_timeout_ms: None, cancels: Vec::new(), ..s };
         let spec = build(&s);
         prop_assert_eq!(aggregates(&run(&spec, a)), aggregates(&run(&spec, b)));
     }

@@ -45,6 +45,20 @@ pub struct RunConfig {
     /// Seeds retry jitter (and, in simulation, the order of simultaneous completions).
     #[serde(default, skip_serializing_if = "is_default")]
     pub seed: u64,
+    /// Simulation only: cancel requests injected at virtual times (of the run, or of
+    /// one task), so cancellation can be exercised without a terminal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sim_cancel: Vec<SimCancel>,
+}
+
+/// A simulated cancel request (`[[run.sim_cancel]]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimCancel {
+    pub at_ms: u64,
+    /// The task to cancel; unset cancels the whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
 }
 
 /// One task (`[[task]]`).

@@ -183,6 +183,14 @@ impl<'a> Checker<'a> {
         if run.timeout_ms == Some(0) {
             self.report(About::Run, self.places.run_field("timeout_ms"), "run.timeout_ms must be at least 1".into());
         }
+        for (i, cancel) in run.sim_cancel.iter().enumerate() {
+            if let Some(task) = &cancel.task {
+                if !self.ids.contains_key(task.as_str()) {
+                    let place = self.places.run_field(&format!("sim_cancel[{i}].task"));
+                    self.report(About::Run, place, format!("run.sim_cancel names {task:?}, which is not a task"));
+                }
+            }
+        }
     }
 
     /// The checks that need nothing but the task itself and the id table.

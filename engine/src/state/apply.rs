@@ -405,7 +405,8 @@ impl State {
                 Phase::Running { kill: None, .. } => {
                     self.to_kill.insert(t, reason);
                 }
-                Phase::Waiting | Phase::Ready | Phase::BackingOff { .. } | Phase::Delegated => {
+                Phase::Delegated => self.cancel_with_children(t, ending.cause()),
+                Phase::Waiting | Phase::Ready | Phase::BackingOff { .. } => {
                     self.doom(t, Terminal::Cancelled, ending.cause());
                 }
                 Phase::Running { .. } | Phase::Exited { .. } | Phase::Done(_) => {}
@@ -437,18 +438,30 @@ impl State {
                 i += 1;
             }
         }
+        let cascading = graph.spec.run.cancellation == Cancellation::Cascading;
         let cause = format!("cancelled ({})", graph.id(root));
         for t in targets {
             match self.tasks[t as usize].phase {
                 Phase::Running { kill: None, .. } => {
                     self.to_kill.insert(t, crate::record::KillReason::Cancel);
                 }
+                // Cascading: its children are being cancelled too; it ends after them.
+                Phase::Delegated if cascading => self.cancel_with_children(t, &cause),
+                // Isolated: it ends now and its children keep running.
                 Phase::Waiting | Phase::Ready | Phase::BackingOff { .. } | Phase::Delegated => {
                     self.doom(t, Terminal::Cancelled, &cause);
                 }
                 _ => {}
             }
         }
+    }
+
+    /// A delegated parent cancelled together with its children finishes (cancelled)
+    /// when they have, through the ordinary parent-done path.
+    fn cancel_with_children(&mut self, t: TaskIdx, cause: &str) {
+        let g = self.g().node(t).children.expect("a delegated task has children");
+        self.groups[g as usize].cancelled.get_or_insert_with(|| cause.to_string());
+        self.check_group_done(g);
     }
 
     fn make_ready(&mut self, t: TaskIdx) {

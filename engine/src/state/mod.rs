@@ -84,6 +84,9 @@ pub struct GroupState {
     /// A `fail_parent` wave failed: later waves are skipped.
     pub skip_rest: bool,
     pub warnings: u32,
+    /// The parent was cancelled while its children ran: it ends `cancelled` once they
+    /// have (a parent never ends before its children when they are cancelled with it).
+    pub cancelled: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
