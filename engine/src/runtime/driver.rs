@@ -1,6 +1,10 @@
-//! The tokio driver of a real run: turns the world (child exits, timers, Ctrl-C) into
-//! inputs, appends and commits each step's records *before* performing their effects
-//! (the write-ahead rule), then spawns, kills and arms timers as the decisions say.
+//! Real children as a `World` for the shared driver loop (`drive.rs`): child exits,
+//! timers and Ctrl-C become inputs; spawn, kill and arm-timer decisions become effects.
+//! The loop commits each step's records before performing them (the write-ahead rule).
+//!
+//! A current-thread tokio runtime runs the child-wait and timer tasks; it is driven only
+//! while the loop waits for the next input (`block_on` in `next_input`), so the engine
+//! itself stays single-threaded and every input is handled in the order it arrived.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,7 +17,8 @@ use tokio::sync::mpsc;
 
 use super::process::{self, ChildEnv, Exit};
 use super::store::Store;
-use crate::core::{actions, Action, Core};
+use crate::core::Action;
+use crate::drive::{start_and_drive, DriveError, World};
 use crate::graph::Graph;
 use crate::journal::Journal;
 use crate::record::{AttemptExited, CancelRequested, Event, Record, TimerFired, TimerKey};
@@ -32,6 +37,8 @@ pub enum RuntimeError {
     Tokio(std::io::Error),
     #[error("installing the Ctrl-C handler: {0}")]
     Signal(std::io::Error),
+    #[error("{0}")]
+    Stalled(String),
 }
 
 /// Settings of one real run.
@@ -60,26 +67,60 @@ enum Incoming {
     Interrupt,
 }
 
-/// Runs a compiled workflow with real processes. `observe` sees every record after it
-/// was committed, with the state it led to (for progress output).
+/// Runs a compiled workflow with real processes. `observe` sees every record once it
+/// is committed, with the state its step led to (for progress output).
 pub fn run_processes(
     graph: Arc<Graph>,
     config: &RunConfig,
     mut observe: impl FnMut(&Record, &State),
 ) -> Result<State, RuntimeError> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(RuntimeError::Tokio)?;
-    runtime.block_on(async move {
-        let mut journal = Journal::create(&config.store.log_dir(&config.run_id), config.log)?;
-        let (tx, mut rx) = mpsc::unbounded_channel::<Incoming>();
+    let mut world = ProcessWorld::new(graph.clone(), config)?;
+    let mut journal = Journal::create(&config.store.log_dir(&config.run_id), config.log)?;
+    let state = start_and_drive(graph, "process", &mut world, |records, state| {
+        journal.append(records)?;
+        for r in records {
+            observe(r, state);
+        }
+        Ok::<(), orch_log_format::Error>(())
+    })
+    .map_err(|e| match e {
+        DriveError::Apply(a) => RuntimeError::Apply(a),
+        DriveError::Commit(l) => RuntimeError::Log(l),
+        DriveError::World(never) => match never {},
+        stalled @ DriveError::Stalled { .. } => RuntimeError::Stalled(stalled.to_string()),
+    })?;
+    journal.close()?;
+    Ok(state)
+}
+
+/// Children, their process groups, timers, and the signal handler.
+struct ProcessWorld {
+    runtime: tokio::runtime::Runtime,
+    graph: Arc<Graph>,
+    env: ChildEnv,
+    blobs: PathBuf,
+    tx: mpsc::UnboundedSender<Incoming>,
+    rx: mpsc::UnboundedReceiver<Incoming>,
+    start: Instant,
+    groups: BTreeMap<(String, u32), i32>,
+    kill_grace: Duration,
+    interrupts: u32,
+}
+
+impl ProcessWorld {
+    fn new(graph: Arc<Graph>, config: &RunConfig) -> Result<ProcessWorld, RuntimeError> {
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(RuntimeError::Tokio)?;
+        let (tx, rx) = mpsc::unbounded_channel::<Incoming>();
+        // The SIGINT handler is installed now, before any child is spawned: a Ctrl-C
+        // must always become a cancel record, never kill orch with its children
+        // orphaned. A stream also keeps a second Ctrl-C from being lost.
+        let mut sigint = {
+            let _context = runtime.enter();
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).map_err(RuntimeError::Signal)?
+        };
         let interrupt_tx = tx.clone();
-        // The SIGINT handler is installed here, before any child is spawned: with
-        // `ctrl_c()` inside the spawned task it was only installed once the loop first
-        // yielded, and a Ctrl-C in that window killed orch outright (children orphaned,
-        // no cancelled record). A stream also keeps a second Ctrl-C from falling between
-        // two `ctrl_c()` calls.
-        let mut sigint =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).map_err(RuntimeError::Signal)?;
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             while sigint.recv().await.is_some() {
                 if interrupt_tx.send(Incoming::Interrupt).is_err() {
                     return;
@@ -87,101 +128,37 @@ pub fn run_processes(
             }
         });
         // ORCH_STORE must be absolute: the default store is the relative `.orch`, which
-        // named the wrong place for any child started with its own `cwd`.
+        // names the wrong place for any child started with its own `cwd`.
         let store = std::path::absolute(config.store.root()).unwrap_or_else(|_| config.store.root().to_path_buf());
-        let env = ChildEnv { run_id: config.run_id.clone(), store };
-        let mut shell = Shell {
-            graph: graph.clone(),
-            env,
+        Ok(ProcessWorld {
+            runtime,
+            graph,
+            env: ChildEnv { run_id: config.run_id.clone(), store },
             blobs: config.store.blobs_dir(),
             tx,
+            rx,
             start: Instant::now(),
             groups: BTreeMap::new(),
             kill_grace: config.kill_grace,
-        };
-        let mut core = Core::new();
-        let mut records = Vec::new();
-        let mut effects = Vec::new();
-        core.start(graph, "process", &mut records)?;
-        let mut interrupts = 0;
-        loop {
-            journal.append(&records)?; // write-ahead: committed before any effect
-            effects.clear();
-            for r in &records {
-                observe(r, core.state());
-                actions(r, &mut effects);
-            }
-            records.clear();
-            for effect in &effects {
-                shell.perform(effect);
-            }
-            if core.state().is_finished() {
-                break;
-            }
-            let Some(incoming) = rx.recv().await else { break };
-            let now = shell.now_ms().max(core.state().now_ms());
-            let input = match incoming {
-                Incoming::Exited { task, attempt, exit } => {
-                    shell.groups.remove(&(task.clone(), attempt));
-                    Event::AttemptExited(AttemptExited {
-                        task,
-                        attempt,
-                        status: exit.status,
-                        output: exit.output,
-                        output_bytes: exit.output_bytes,
-                        duration_ms: exit.duration_ms,
-                    })
-                }
-                Incoming::Timer(key) if core.state().timer_is_live(&key) => {
-                    Event::TimerFired(TimerFired { timer: key })
-                }
-                Incoming::Timer(_) => continue,
-                Incoming::GraceOver { task, attempt } => {
-                    // Still running after SIGTERM and the grace period: SIGKILL. An
-                    // attempt that exited is no longer in `groups`, so a recycled pid
-                    // is never signalled.
-                    if let Some(&pgid) = shell.groups.get(&(task, attempt)) {
-                        process::signal_group(pgid, Signal::SIGKILL);
-                    }
-                    continue;
-                }
-                Incoming::Interrupt => {
-                    interrupts += 1;
-                    if interrupts > 1 {
-                        // A second Ctrl-C: stop waiting for the grace period.
-                        shell.kill_all(Signal::SIGKILL);
-                        continue;
-                    }
-                    Event::CancelRequested(CancelRequested { task: None, reason: "interrupted (Ctrl-C)".into() })
-                }
-            };
-            core.handle(now, input, &mut records)?;
-        }
-        journal.close()?;
-        Ok(core.into_state())
-    })
-}
-
-/// The effects side: children, their process groups, timers.
-struct Shell {
-    graph: Arc<Graph>,
-    env: ChildEnv,
-    blobs: PathBuf,
-    tx: mpsc::UnboundedSender<Incoming>,
-    start: Instant,
-    groups: BTreeMap<(String, u32), i32>,
-    kill_grace: Duration,
-}
-
-impl Shell {
-    fn now_ms(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
+            interrupts: 0,
+        })
     }
 
-    fn perform(&mut self, effect: &Action) {
-        match effect {
+    fn kill_all(&self, signal: Signal) {
+        for &pgid in self.groups.values() {
+            process::signal_group(pgid, signal);
+        }
+    }
+}
+
+impl World for ProcessWorld {
+    type Error = std::convert::Infallible;
+
+    fn perform(&mut self, action: &Action, _state: &State) -> Result<(), Self::Error> {
+        let _context = self.runtime.enter();
+        match action {
             Action::Spawn { task, attempt } => {
-                let Some(t) = self.graph.task(task) else { return };
+                let Some(t) = self.graph.task(task) else { return Ok(()) };
                 let tx = self.tx.clone();
                 let (id, n) = (task.clone(), *attempt);
                 let started = process::spawn(self.graph.task_spec(t), n, &self.env, &self.blobs, move |exit| {
@@ -203,8 +180,7 @@ impl Shell {
                 }
             }
             Action::ArmTimer { key, at_ms } => {
-                let tx = self.tx.clone();
-                let key = key.clone();
+                let (tx, key) = (self.tx.clone(), key.clone());
                 let deadline = tokio::time::Instant::from_std(self.start + Duration::from_millis(*at_ms));
                 tokio::spawn(async move {
                     tokio::time::sleep_until(deadline).await;
@@ -212,11 +188,48 @@ impl Shell {
                 });
             }
         }
+        Ok(())
     }
 
-    fn kill_all(&self, signal: Signal) {
-        for &pgid in self.groups.values() {
-            process::signal_group(pgid, signal);
+    fn next_input(&mut self, state: &State) -> Result<Option<(u64, Event)>, Self::Error> {
+        loop {
+            let Some(incoming) = self.runtime.block_on(self.rx.recv()) else { return Ok(None) };
+            let now = self.start.elapsed().as_millis() as u64;
+            let input = match incoming {
+                Incoming::Exited { task, attempt, exit } => {
+                    self.groups.remove(&(task.clone(), attempt));
+                    Event::AttemptExited(AttemptExited {
+                        task,
+                        attempt,
+                        status: exit.status,
+                        output: exit.output,
+                        output_bytes: exit.output_bytes,
+                        duration_ms: exit.duration_ms,
+                    })
+                }
+                // A timer nobody wants any more (its attempt ended) never reaches the log.
+                Incoming::Timer(key) if state.timer_is_live(&key) => Event::TimerFired(TimerFired { timer: key }),
+                Incoming::Timer(_) => continue,
+                Incoming::GraceOver { task, attempt } => {
+                    // Still running after SIGTERM and the grace period: SIGKILL. An
+                    // attempt that exited is no longer in `groups`, so a recycled pid
+                    // is never signalled.
+                    if let Some(&pgid) = self.groups.get(&(task, attempt)) {
+                        process::signal_group(pgid, Signal::SIGKILL);
+                    }
+                    continue;
+                }
+                Incoming::Interrupt => {
+                    self.interrupts += 1;
+                    if self.interrupts > 1 {
+                        // A second Ctrl-C: stop waiting for the grace period.
+                        self.kill_all(Signal::SIGKILL);
+                        continue;
+                    }
+                    Event::CancelRequested(CancelRequested { task: None, reason: "interrupted (Ctrl-C)".into() })
+                }
+            };
+            return Ok(Some((now, input)));
         }
     }
 }

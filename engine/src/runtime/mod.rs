@@ -15,10 +15,11 @@ use orch_log_format::{Durability, Options};
 pub use driver::RuntimeError;
 pub use store::{Resolved, Store, StoreError};
 
+use crate::drive::{start_and_drive, DriveError};
 use crate::graph::Graph;
 use crate::journal::Journal;
 use crate::record::Record;
-use crate::sim::{simulate, SimError};
+use crate::sim::SimWorld;
 use crate::spec::Spec;
 use crate::state::State;
 
@@ -75,24 +76,21 @@ pub fn launch(spec: Spec, launch: &Launch, mut observe: impl FnMut(&Record, &Sta
     let log = launch.store.log_dir(&run_id);
     let options = Options { durability: launch.durability, ..Options::default() };
     let state = if launch.sim {
+        // Simulated children perform no real effects: the log needs no syncing.
         let mut journal = Journal::create(&log, Options { durability: Durability::Never, ..options })?;
-        let order_seed = graph.spec.run.seed;
-        let mut folded = State::new();
-        let state = simulate(graph.spec.clone(), order_seed, |records: &[Record]| {
+        let mut world = SimWorld::new(graph.clone(), graph.spec.run.seed);
+        let state = start_and_drive(graph, "sim", &mut world, |records, state| {
             journal.append(records)?;
             for r in records {
-                // The observer wants the state each record led to: fold a copy.
-                let _ = folded.apply(r);
-                observe(r, &folded);
+                observe(r, state);
             }
             Ok::<(), orch_log_format::Error>(())
         })
         .map_err(|e| match e {
-            SimError::Apply(a) => RuntimeError::Apply(a),
-            SimError::Sink(l) => RuntimeError::Log(l),
-            SimError::Stalled { time_ms } => RuntimeError::Apply(crate::state::ApplyError::Inconsistent(format!(
-                "simulation stalled at {time_ms} ms"
-            ))),
+            DriveError::Apply(a) => RuntimeError::Apply(a),
+            DriveError::Commit(l) => RuntimeError::Log(l),
+            DriveError::World(never) => match never {},
+            stalled @ DriveError::Stalled { .. } => RuntimeError::Stalled(stalled.to_string()),
         })?;
         journal.close()?;
         state
