@@ -79,6 +79,10 @@ fn read_spec(a: &RunArgs) -> Result<(String, String, spec::Format), Failure> {
         return Ok(("<stdin>".into(), text, format));
     }
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| Failure::Input(format!("{name}: {e}")))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::Input(format!(
+            "{name}: {e} (orch run takes a workflow file, TOML or JSON: see docs/workflow.md and fixtures/examples/)"
+        ))
+    })?;
     Ok((name, text, spec::Format::of_path(path)))
 }

@@ -65,7 +65,8 @@ impl Summary {
         let states: Vec<String> =
             self.states.iter().filter(|(_, &n)| n > 0).map(|(name, n)| format!("{n} {name}")).collect();
         let speedup = self.speedup_centi().map_or("-".to_string(), |c| format!("{}.{:02}x", c / 100, c % 100));
-        let mut out = format!("run {outcome}: {} tasks ({})\n", self.tasks, states.join(", "));
+        let noun = if self.tasks == 1 { "task" } else { "tasks" };
+        let mut out = format!("run {outcome}: {} {noun} ({})\n", self.tasks, states.join(", "));
         out += &format!(
             "attempts {}, retries {}, timeouts {}; wall {} ms, serial {} ms, speedup {speedup}\n",
             self.attempts, self.retries, self.timeouts, self.wall_ms, self.attempt_ms
