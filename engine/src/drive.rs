@@ -17,8 +17,9 @@ use crate::state::{ApplyError, State};
 pub trait World {
     type Error: std::error::Error + 'static;
 
-    /// Performs one effect of a committed decision.
-    fn perform(&mut self, action: &Action, state: &State) -> Result<(), Self::Error>;
+    /// Performs one effect of a committed decision. May return an input the effect
+    /// revealed (the pid of a spawned child), which is recorded right away.
+    fn perform(&mut self, action: &Action, state: &State) -> Result<Option<Event>, Self::Error>;
 
     /// Waits for the next input and its time; `None` when nothing can come any more.
     fn next_input(&mut self, state: &State) -> Result<Option<(u64, Event)>, Self::Error>;
@@ -61,6 +62,7 @@ pub fn drive<W: World, C: std::error::Error + 'static>(
     mut commit: impl FnMut(&[Record], &State) -> Result<(), C>,
 ) -> Result<State, DriveError<W::Error, C>> {
     let mut effects = Vec::new();
+    let mut revealed = Vec::new();
     loop {
         if !records.is_empty() {
             commit(&records, core.state()).map_err(DriveError::Commit)?; // write-ahead
@@ -71,7 +73,18 @@ pub fn drive<W: World, C: std::error::Error + 'static>(
         }
         records.clear();
         for effect in &effects {
-            world.perform(effect, core.state()).map_err(DriveError::World)?;
+            if let Some(input) = world.perform(effect, core.state()).map_err(DriveError::World)? {
+                revealed.push(input);
+            }
+        }
+        if !revealed.is_empty() {
+            // Facts the effects revealed (which process runs an attempt) are committed
+            // at once, before waiting: a crash from here on can still find the child.
+            let now = core.state().now_ms();
+            for input in revealed.drain(..) {
+                core.handle(now, input, &mut records)?;
+            }
+            continue;
         }
         if core.state().is_finished() {
             return Ok(core.into_state());

@@ -171,10 +171,10 @@ struct InProcessWorld {
 impl World for InProcessWorld {
     type Error = std::convert::Infallible;
 
-    fn perform(&mut self, action: &Action, _state: &State) -> Result<(), Self::Error> {
+    fn perform(&mut self, action: &Action, _state: &State) -> Result<Option<Event>, Self::Error> {
         match action {
             Action::Spawn { task, attempt } => {
-                let Some(f) = self.tasks.get(task).cloned() else { return Ok(()) };
+                let Some(f) = self.tasks.get(task).cloned() else { return Ok(None) };
                 let (tx, task, attempt) = (self.tx.clone(), task.clone(), *attempt);
                 let key = (task.clone(), attempt);
                 let started = Instant::now();
@@ -205,7 +205,7 @@ impl World for InProcessWorld {
                 });
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     fn next_input(&mut self, state: &State) -> Result<Option<(u64, Event)>, Self::Error> {

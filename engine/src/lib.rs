@@ -13,6 +13,7 @@ pub mod graph;
 pub mod inproc;
 pub mod journal;
 pub mod record;
+pub mod recover;
 pub mod runtime;
 pub mod scheduler;
 pub mod sim;

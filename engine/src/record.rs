@@ -79,6 +79,7 @@ events! {
     3 "timer_fired" TimerFired(TimerFired) Input,
     4 "cancel_requested" CancelRequested(CancelRequested) Input,
     5 "attempt_lost" AttemptLost(AttemptLost) Input,
+    6 "attempt_started" AttemptStarted(AttemptStarted) Input,
     32 "run_deadline_armed" RunDeadlineArmed(RunDeadlineArmed) Decision,
     33 "wave_opened" WaveOpened(WaveOpened) Decision,
     34 "attempt_dispatched" AttemptDispatched(AttemptDispatched) Decision,
@@ -161,6 +162,17 @@ pub struct CancelRequested {
 pub struct AttemptLost {
     pub task: String,
     pub attempt: u32,
+}
+
+/// A dispatched attempt's process is running: who it is, so that a resumed engine can
+/// find (and kill) it — by pid *and* start time, so a recycled pid is never touched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptStarted {
+    pub task: String,
+    pub attempt: u32,
+    pub pid: u32,
+    /// The process's start time in clock ticks since boot (`/proc/PID/stat` field 22).
+    pub start_ticks: u64,
 }
 
 // ---- decisions ------------------------------------------------------------------

@@ -193,7 +193,9 @@ fn resolve_exit(state: &State, t: TaskIdx) -> Event {
         }
         AttemptOutcome::Failed(_) | AttemptOutcome::TimedOut | AttemptOutcome::Lost => {
             let policy = &spec.retry;
-            if attempt < policy.max_attempts && state.ending().is_none() {
+            // Lost attempts (the engine died under them) may be left uncounted.
+            let uncounted = if graph.spec.run.lost_attempts_count { 0 } else { task.lost };
+            if attempt - uncounted < policy.max_attempts && state.ending().is_none() {
                 let delay_ms = retry_delay_ms(policy, graph.spec.run.seed, &id, attempt);
                 return Event::RetryScheduled(RetryScheduled {
                     task: id.clone(),

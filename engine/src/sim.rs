@@ -96,7 +96,7 @@ impl SimWorld {
 impl World for SimWorld {
     type Error = Infallible;
 
-    fn perform(&mut self, action: &Action, state: &State) -> Result<(), Infallible> {
+    fn perform(&mut self, action: &Action, state: &State) -> Result<Option<Event>, Infallible> {
         let now = state.now_ms();
         match action {
             Action::Spawn { task, attempt } => {
@@ -121,7 +121,7 @@ impl World for SimWorld {
             Action::Kill { task, attempt } => {
                 let slot = self.slot(task);
                 let Some((_, started_ms, scheduled)) = self.running[slot].filter(|r| r.0 == *attempt) else {
-                    return Ok(()); // already exited: the kill has nothing to do
+                    return Ok(None); // already exited: the kill has nothing to do
                 };
                 if let Some(k) = scheduled {
                     self.queue.remove(&k);
@@ -136,7 +136,7 @@ impl World for SimWorld {
                 self.push(*at_ms, Due::Timer(key.clone()));
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     fn next_input(&mut self, state: &State) -> Result<Option<(u64, Event)>, Infallible> {

@@ -61,6 +61,7 @@ pub const WALL_CLOCK_FIELDS: &[&str] = &[
     "retry_scheduled.at_ms",
     "attempt_dispatched.deadline_ms (its presence is compared, not its value)",
     "run_deadline_armed.at_ms",
+    "attempt_started.pid and attempt_started.start_ticks (host facts)",
 ];
 
 /// At most this many races are listed (all are counted).
@@ -536,6 +537,8 @@ fn same_record(a: &Record, b: &Record, level: Level) -> bool {
             x.task == y.task && x.attempt == y.attempt && x.deadline_ms.is_some() == y.deadline_ms.is_some()
         }
         (Event::RunDeadlineArmed(_), Event::RunDeadlineArmed(_)) => true,
+        // Pids and process start times are facts of the host, different in every run.
+        (Event::AttemptStarted(x), Event::AttemptStarted(y)) => x.task == y.task && x.attempt == y.attempt,
         (x, y) => x == y,
     }
 }
@@ -545,6 +548,7 @@ fn task_of(e: &Event) -> Option<&str> {
     match e {
         Event::AttemptExited(x) => Some(&x.task),
         Event::AttemptLost(x) => Some(&x.task),
+        Event::AttemptStarted(x) => Some(&x.task),
         Event::CancelRequested(x) => x.task.as_deref(),
         Event::TimerFired(x) => match &x.timer {
             TimerKey::AttemptTimeout { task, .. } | TimerKey::RetryBackoff { task, .. } => Some(task),

@@ -1,10 +1,14 @@
 //! The run summary: a fold over the records into the figures a user reads at the end of
-//! a run (tasks per terminal state, attempts, retries, wall time, speedup vs serial).
+//! a run (tasks per terminal state, attempts, retries, wall time, speedup vs serial),
+//! and the scalar rollups of `rollup.rs` (busy time, peak concurrency, critical path...).
 
 use std::collections::BTreeMap;
 
 use orch_engine::record::{Digest, Event, KillReason, Record, RunOutcome, Terminal};
 use serde::Serialize;
+
+use crate::rollup::Rollup;
+use crate::timeline::Timeline;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
@@ -21,11 +25,41 @@ pub struct Summary {
     /// Sum of every attempt's duration: what a serial run would have taken.
     pub attempt_ms: u64,
     pub records: u64,
+    /// Time with at least one attempt running.
+    pub busy_ms: u64,
+    pub peak_concurrency: u32,
+    /// The global cap, when there is one.
+    pub cap: Option<u32>,
+    /// Failed tasks by their wave's `on_failure` policy.
+    pub failures_by_policy: BTreeMap<&'static str, u64>,
+    pub critical_path_ms: u64,
+    pub critical_path: Vec<String>,
+    /// Ready → dispatched, summed over tasks, and the longest.
+    pub queue_wait_ms_total: u64,
+    pub queue_wait_ms_max: u64,
+    /// Sum of declared `cost` estimates (None: no task declares one).
+    pub cost_estimate: Option<u64>,
 }
 
 impl Summary {
-    pub fn of<'a>(records: impl IntoIterator<Item = &'a Record>) -> Summary {
-        let mut s = Summary::default();
+    pub fn of(records: &[Record]) -> Summary {
+        Summary::with_rollup(records, &Rollup::of(&Timeline::of(records)))
+    }
+
+    /// The summary, taking the rollups from an already computed `Rollup`.
+    pub fn with_rollup(records: &[Record], rollup: &Rollup) -> Summary {
+        let mut s = Summary {
+            busy_ms: rollup.busy_ms,
+            peak_concurrency: rollup.peak_concurrency,
+            cap: rollup.cap,
+            failures_by_policy: rollup.failures_by_policy.clone(),
+            critical_path_ms: rollup.critical_path_ms,
+            critical_path: rollup.critical_path.clone(),
+            queue_wait_ms_total: rollup.queue_wait_ms_total,
+            queue_wait_ms_max: rollup.queue_wait_ms_max,
+            cost_estimate: rollup.cost_estimate,
+            ..Summary::default()
+        };
         for t in Terminal::ALL {
             s.states.insert(t.name(), 0);
         }
@@ -74,6 +108,33 @@ impl Summary {
         if let Some(a) = self.aggregate {
             out += &format!("aggregate {}\n", a.hex());
         }
+        let cap = self.cap.map_or("none".to_string(), |c| c.to_string());
+        out += &format!(
+            "busy {} ms, peak concurrency {} (cap {cap}), queue wait max {} ms, total {} ms\n",
+            self.busy_ms, self.peak_concurrency, self.queue_wait_ms_max, self.queue_wait_ms_total
+        );
+        out += &format!("critical path {} ms: {}\n", self.critical_path_ms, abridged(&self.critical_path, 8));
+        let failures: Vec<String> =
+            self.failures_by_policy.iter().filter(|(_, &n)| n > 0).map(|(p, n)| format!("{n} {p}")).collect();
+        if !failures.is_empty() {
+            out += &format!("failures by policy: {}\n", failures.join(", "));
+        }
+        if let Some(cost) = self.cost_estimate {
+            out += &format!("declared cost {cost}\n");
+        }
         out
     }
+}
+
+/// `a → b → … → y → z (26 tasks)` when there are more than `keep` ids.
+fn abridged(ids: &[String], keep: usize) -> String {
+    if ids.is_empty() {
+        return "-".to_string();
+    }
+    if ids.len() <= keep {
+        return ids.join(" → ");
+    }
+    let head = ids[..keep / 2].join(" → ");
+    let tail = ids[ids.len() - keep / 2..].join(" → ");
+    format!("{head} → … → {tail} ({} tasks)", ids.len())
 }

@@ -21,7 +21,7 @@ use crate::core::Action;
 use crate::drive::{start_and_drive, DriveError, World};
 use crate::graph::Graph;
 use crate::journal::Journal;
-use crate::record::{AttemptExited, CancelRequested, Event, Record, TimerFired, TimerKey};
+use crate::record::{AttemptExited, AttemptStarted, CancelRequested, Event, Record, TimerFired, TimerKey};
 use crate::state::{ApplyError, State};
 
 /// Why a run could not go on.
@@ -154,17 +154,26 @@ impl ProcessWorld {
 impl World for ProcessWorld {
     type Error = std::convert::Infallible;
 
-    fn perform(&mut self, action: &Action, _state: &State) -> Result<(), Self::Error> {
+    fn perform(&mut self, action: &Action, _state: &State) -> Result<Option<Event>, Self::Error> {
         let _context = self.runtime.enter();
         match action {
             Action::Spawn { task, attempt } => {
-                let Some(t) = self.graph.task(task) else { return Ok(()) };
+                let Some(t) = self.graph.task(task) else { return Ok(None) };
                 let tx = self.tx.clone();
                 let (id, n) = (task.clone(), *attempt);
                 let started = process::spawn(self.graph.task_spec(t), n, &self.env, &self.blobs, move |exit| {
                     let _ = tx.send(Incoming::Exited { task: id, attempt: n, exit });
                 });
-                if let Some(pgid) = started.pgid {
+                if let (Some(pgid), Some(start_ticks)) = (started.pgid, started.start_ticks) {
+                    self.groups.insert((task.clone(), *attempt), pgid);
+                    let pid = pgid as u32;
+                    return Ok(Some(Event::AttemptStarted(AttemptStarted {
+                        task: task.clone(),
+                        attempt: *attempt,
+                        pid,
+                        start_ticks,
+                    })));
+                } else if let Some(pgid) = started.pgid {
                     self.groups.insert((task.clone(), *attempt), pgid);
                 }
             }
@@ -188,7 +197,7 @@ impl World for ProcessWorld {
                 });
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     fn next_input(&mut self, state: &State) -> Result<Option<(u64, Event)>, Self::Error> {

@@ -31,10 +31,12 @@ pub struct ChildEnv {
     pub store: PathBuf,
 }
 
-/// A started attempt: its process group, and a future that resolves to its exit.
+/// A started attempt: its process group (= its pid) and the process's start time, which
+/// together identify it even after its pid is reused.
 #[derive(Debug)]
 pub struct Started {
     pub pgid: Option<i32>,
+    pub start_ticks: Option<u64>,
 }
 
 /// Starts one attempt of `task` and returns its process group; `on_exit` receives the
@@ -51,7 +53,7 @@ pub fn spawn(
     let Some(argv) = argv_of(task.command.as_ref()) else {
         // A task with no command (simulation-only) succeeds at once in a real run.
         on_exit(Exit { status: ExitStatus::Code(0), output: Digest::of(b""), output_bytes: 0, duration_ms: 0 });
-        return Started { pgid: None };
+        return Started { pgid: None, start_ticks: None };
     };
     let result = (|| -> std::io::Result<tokio::process::Child> {
         let out = std::fs::File::create(&tmp)?;
@@ -77,6 +79,7 @@ pub fn spawn(
     match result {
         Ok(mut child) => {
             let pgid = child.id().map(|p| p as i32);
+            let start_ticks = pgid.and_then(|p| start_ticks(p as u32));
             tokio::spawn(async move {
                 let status = match child.wait().await {
                     Ok(s) => status_of(s),
@@ -86,7 +89,7 @@ pub fn spawn(
                 let (output, output_bytes) = store_output(&tmp, &blobs);
                 on_exit(Exit { status, output, output_bytes, duration_ms });
             });
-            Started { pgid }
+            Started { pgid, start_ticks }
         }
         Err(e) => {
             let message = format!("orch: cannot start {:?}: {e}\n", argv[0]);
@@ -94,9 +97,19 @@ pub fn spawn(
             let (output, output_bytes) = store_output(&tmp, &blobs);
             let duration_ms = started.elapsed().as_millis() as u64;
             on_exit(Exit { status: ExitStatus::Code(SPAWN_FAILED_CODE), output, output_bytes, duration_ms });
-            Started { pgid: None }
+            Started { pgid: None, start_ticks: None }
         }
     }
+}
+
+/// A process's start time in clock ticks since boot (`/proc/PID/stat`, field 22), or
+/// `None` if it is gone. The command name (field 2) may hold spaces and parentheses, so
+/// fields are counted after its closing parenthesis.
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    // After the name come field 3 (state) onwards: field 22 is the 20th of those.
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// Sends `signal` to a whole process group; a group that is gone already is fine.

@@ -53,8 +53,15 @@ impl State {
             Event::AttemptLost(e) => {
                 let t = self.lookup(&e.task)?;
                 self.transition(t, TaskEvent::Exited { attempt: e.attempt, outcome: AttemptOutcome::Lost })?;
+                self.tasks[t as usize].lost += 1;
                 self.attempt_ended(t);
                 Ok(())
+            }
+            Event::AttemptStarted(a) => {
+                let t = self.lookup(&a.task)?;
+                let running =
+                    matches!(self.tasks[t as usize].phase, Phase::Running { attempt, .. } if attempt == a.attempt);
+                check(running, "attempt_started for an attempt that is not running")
             }
             Event::TimerFired(f) => self.timer_fired(&f.timer),
             Event::CancelRequested(c) => match &c.task {
@@ -186,6 +193,7 @@ impl State {
                 unmet: n.deps.len() as u32,
                 output: Digest::ZERO,
                 last_status: None,
+                lost: 0,
             })
             .collect();
         self.waves = graph

@@ -53,6 +53,9 @@ pub struct TaskState {
     /// Output digest of the latest attempt that exited.
     pub output: Digest,
     pub last_status: Option<ExitStatus>,
+    /// Attempts lost when the engine died (they count against `max_attempts` unless
+    /// `run.lost_attempts_count` is false).
+    pub lost: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

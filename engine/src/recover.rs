@@ -1,0 +1,94 @@
+//! Re-deciding a recorded log: fold it from scratch and, at every input, ask the
+//! scheduler again. Every decision it returns must equal, byte for byte, the one
+//! recorded after that input; the first that does not is a non-determinism error naming
+//! the seq (as Temporal reports a non-deterministic workflow).
+//!
+//! Replay uses it to audit a log; `orch resume` uses it to rebuild the engine of a run
+//! that died, including the decisions of a step the crash cut short (never written, so
+//! never acted on: they are written and performed on resume).
+
+use crate::core::Core;
+use crate::record::Record;
+use crate::state::ApplyError;
+
+/// The first place where the log and the re-derived decisions part ways.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Divergence {
+    pub seq: u64,
+    /// What the log holds at `seq` (None: the log has a record fewer).
+    pub recorded: Option<Record>,
+    /// What the scheduler decides at `seq` now (None: it decides nothing more).
+    pub derived: Option<Record>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    #[error("seq {seq}: the log cannot be applied: {source}")]
+    Apply { seq: u64, source: ApplyError },
+    #[error("seq {0}: a decision where an input was expected")]
+    DecisionFirst(u64),
+    #[error("{}", render_divergence(.0))]
+    Divergence(Box<Divergence>),
+}
+
+/// The engine rebuilt from a log.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    pub core: Core,
+    /// Decisions of the last step that the log does not hold (it ends mid-step): they
+    /// come right after the last record, and were never performed.
+    pub pending: Vec<Record>,
+}
+
+/// Re-drives the scheduler over `records` and checks every recorded decision.
+pub fn recover(records: &[Record]) -> Result<Recovered, RecoverError> {
+    let mut core = Core::new();
+    let mut derived = Vec::new();
+    let mut seq = 0usize;
+    while seq < records.len() {
+        let input = &records[seq];
+        if !input.event.is_input() {
+            return Err(RecoverError::DecisionFirst(seq as u64));
+        }
+        derived.clear();
+        core.handle(input.time_ms, input.event.clone(), &mut derived)
+            .map_err(|source| RecoverError::Apply { seq: seq as u64, source })?;
+        // derived[0] is the input itself; the decisions follow it.
+        for (k, decision) in derived.iter().enumerate().skip(1) {
+            let at = seq + k;
+            match records.get(at) {
+                Some(r) if r == decision => {}
+                None => return Ok(Recovered { core, pending: derived[k..].to_vec() }),
+                recorded => {
+                    return Err(RecoverError::Divergence(Box::new(Divergence {
+                        seq: at as u64,
+                        recorded: recorded.cloned(),
+                        derived: Some(decision.clone()),
+                    })))
+                }
+            }
+        }
+        seq += derived.len();
+        if let Some(extra) = records.get(seq).filter(|r| !r.event.is_input()) {
+            return Err(RecoverError::Divergence(Box::new(Divergence {
+                seq: seq as u64,
+                recorded: Some(extra.clone()),
+                derived: None,
+            })));
+        }
+    }
+    Ok(Recovered { core, pending: Vec::new() })
+}
+
+fn render_divergence(d: &Divergence) -> String {
+    let show = |r: &Option<Record>| match r {
+        Some(r) => r.to_json(d.seq).to_string(),
+        None => "(nothing)".to_string(),
+    };
+    format!(
+        "non-deterministic replay at seq {}:\n  recorded: {}\n  derived:  {}",
+        d.seq,
+        show(&d.recorded),
+        show(&d.derived)
+    )
+}
