@@ -24,6 +24,8 @@ pub struct Cli {
 pub enum Cmd {
     /// Run a workflow file (TOML or JSON).
     Run(RunArgs),
+    /// Continue a run whose engine died (kill -9, power loss) from its log.
+    Resume(ResumeArgs),
     /// Fold a run's log from scratch, re-drive the scheduler and check every decision.
     Replay(ReplayArgs),
     /// Print a run's records (JSON lines, or the stable text rendering).
@@ -55,6 +57,21 @@ pub struct RunArgs {
     /// Seed for retry jitter and the simulated order of simultaneous completions.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// When records reach the disk: always, batch (group commit) or never.
+    #[arg(long, default_value = "batch")]
+    pub durability: String,
+    /// Milliseconds between SIGTERM and SIGKILL when an attempt is killed.
+    #[arg(long, default_value_t = 2000)]
+    pub kill_grace_ms: u64,
+    /// Print the final summary as JSON (and no progress).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Run id, unique prefix, `latest`, or a log directory.
+    pub run: String,
     /// When records reach the disk: always, batch (group commit) or never.
     #[arg(long, default_value = "batch")]
     pub durability: String,

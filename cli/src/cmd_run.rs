@@ -11,7 +11,7 @@ use orch_engine::spec;
 use orch_log_format::Durability;
 use orch_replay::Summary;
 
-use crate::args::{Cli, RunArgs};
+use crate::args::{Cli, ResumeArgs, RunArgs};
 use crate::exit::{self, Failure};
 use crate::output::{line, Progress};
 
@@ -39,18 +39,64 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, Failure> {
     let finished =
         runtime::launch(spec, &launch, |r, s| progress.record(r, s)).map_err(|e| Failure::Other(e.to_string()))?;
     progress.finish();
-    let records = read_records(&finished.log)?;
+    finish(&finished.run_id, &finished.log, a.json, wall)
+}
+
+/// `orch resume`: continue a run whose engine died, from its log.
+pub fn resume(cli: &Cli, a: &ResumeArgs) -> Result<ExitCode, Failure> {
+    let durability: Durability =
+        a.durability.parse().map_err(|e: orch_log_format::Error| Failure::Input(format!("--durability: {e}")))?;
+    let store = Store::at(&cli.store);
+    let run = store.resolve(&a.run)?;
+    let run_id = run.id.clone().unwrap_or_else(|| run.log.display().to_string());
+    let mut progress = Progress::new(a.json);
+    let wall = std::time::Instant::now();
+    let options = orch_log_format::Options { durability, ..Default::default() };
+    let resumed =
+        runtime::resume::resume(&store, &run_id, &run.log, options, Duration::from_millis(a.kill_grace_ms), |r, s| {
+            progress.record(r, s)
+        })
+        .map_err(|e| match e {
+            runtime::RuntimeError::Log(l) => Failure::from(l),
+            other => Failure::Input(other.to_string()),
+        })?;
+    progress.finish();
+    if !a.json {
+        if let Some(t) = &resumed.torn {
+            line(format!(
+                "recovered: dropped {} bytes of an unfinished write at {}:{}",
+                t.bytes_dropped,
+                t.segment.display(),
+                t.offset
+            ))?;
+        }
+        if resumed.pending > 0 {
+            line(format!("recovered: {} decisions the crash cut off were written and performed", resumed.pending))?;
+        }
+        for (task, attempt) in &resumed.lost {
+            line(format!("recovered: attempt {attempt} of {task} was in flight; recorded as lost"))?;
+        }
+        if !resumed.killed.is_empty() {
+            line(format!("recovered: killed surviving process groups {:?}", resumed.killed))?;
+        }
+    }
+    finish(&run_id, &resumed.log, a.json, wall)
+}
+
+/// Prints the summary of a finished run and maps its outcome to the exit code.
+fn finish(run_id: &str, log: &std::path::Path, json: bool, wall: std::time::Instant) -> Result<ExitCode, Failure> {
+    let records = read_records(log)?;
     let summary = Summary::of(&records);
-    let digest = orch_log_format::verify(&finished.log)?.digest;
+    let digest = orch_log_format::verify(log)?.digest;
     let outcome = summary.outcome.unwrap_or(RunOutcome::Failed);
-    if a.json {
+    if json {
         let mut v = serde_json::to_value(&summary).map_err(|e| Failure::Other(e.to_string()))?;
-        v["run"] = finished.run_id.clone().into();
+        v["run"] = run_id.into();
         v["log_digest"] = orch_log_format::hex(&digest).into();
         v["elapsed_ms"] = (wall.elapsed().as_millis() as u64).into();
         line(v)?;
     } else {
-        line(format!("run {} ({})", finished.run_id, finished.log.display()))?;
+        line(format!("run {run_id} ({})", log.display()))?;
         for l in summary.render().lines() {
             line(l)?;
         }

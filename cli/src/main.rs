@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     init_tracing();
     let result = match &cli.command {
         Cmd::Run(a) => cmd_run::run(&cli, a),
+        Cmd::Resume(a) => cmd_run::resume(&cli, a),
         Cmd::Replay(a) => cmd_read::replay(&cli, a),
         Cmd::Log(a) => cmd_read::log(&cli, a),
         Cmd::Verify(a) => cmd_read::verify(&cli, a),

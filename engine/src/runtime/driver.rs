@@ -39,6 +39,12 @@ pub enum RuntimeError {
     Signal(std::io::Error),
     #[error("{0}")]
     Stalled(String),
+    #[error(transparent)]
+    Read(#[from] crate::journal::ReadError),
+    #[error("the log does not re-decide: {0}")]
+    Recover(#[from] crate::recover::RecoverError),
+    #[error("{0}")]
+    CannotResume(String),
 }
 
 /// Settings of one real run.
@@ -94,7 +100,7 @@ pub fn run_processes(
 }
 
 /// Children, their process groups, timers, and the signal handler.
-struct ProcessWorld {
+pub(super) struct ProcessWorld {
     runtime: tokio::runtime::Runtime,
     graph: Arc<Graph>,
     env: ChildEnv,
@@ -108,7 +114,17 @@ struct ProcessWorld {
 }
 
 impl ProcessWorld {
-    fn new(graph: Arc<Graph>, config: &RunConfig) -> Result<ProcessWorld, RuntimeError> {
+    /// A world whose clock reads `elapsed_ms` now: 0 for a new run, the log's last time
+    /// for a resumed one (logical time never goes back).
+    pub(super) fn new(graph: Arc<Graph>, config: &RunConfig) -> Result<ProcessWorld, RuntimeError> {
+        ProcessWorld::with_clock(graph, config, 0)
+    }
+
+    pub(super) fn with_clock(
+        graph: Arc<Graph>,
+        config: &RunConfig,
+        elapsed_ms: u64,
+    ) -> Result<ProcessWorld, RuntimeError> {
         let runtime =
             tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(RuntimeError::Tokio)?;
         let (tx, rx) = mpsc::unbounded_channel::<Incoming>();
@@ -137,7 +153,7 @@ impl ProcessWorld {
             blobs: config.store.blobs_dir(),
             tx,
             rx,
-            start: Instant::now(),
+            start: Instant::now().checked_sub(Duration::from_millis(elapsed_ms)).unwrap_or_else(Instant::now),
             groups: BTreeMap::new(),
             kill_grace: config.kill_grace,
             interrupts: 0,

@@ -4,6 +4,7 @@
 
 mod driver;
 pub mod process;
+pub mod resume;
 pub mod store;
 
 use std::path::PathBuf;

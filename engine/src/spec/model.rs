@@ -21,7 +21,7 @@ pub struct Spec {
 }
 
 /// Run-level settings (`[run]`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,26 +50,9 @@ pub struct RunConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sim_cancel: Vec<SimCancel>,
     /// Whether an attempt lost when the engine died counts against `max_attempts`
-    /// (default true: the attempt did run, at least in part).
-    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    /// (default false: the engine's crash is not the task's failure, so it runs again).
+    #[serde(default, skip_serializing_if = "is_default")]
     pub lost_attempts_count: bool,
-}
-
-impl Default for RunConfig {
-    fn default() -> Self {
-        RunConfig {
-            name: None,
-            max_concurrency: None,
-            priority_caps: BTreeMap::new(),
-            timeout_ms: None,
-            cancellation: Cancellation::default(),
-            on_failure: Downstream::default(),
-            mode: Mode::default(),
-            seed: 0,
-            sim_cancel: Vec::new(),
-            lost_attempts_count: true,
-        }
-    }
 }
 
 /// A simulated cancel request (`[[run.sim_cancel]]`).
@@ -262,14 +245,6 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy { max_attempts: 1, backoff: Backoff::Fixed, base_ms: 0, max_ms: None, jitter: Jitter::None }
     }
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn is_true(value: &bool) -> bool {
-    *value
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {

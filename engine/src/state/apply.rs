@@ -581,7 +581,10 @@ impl State {
                 Phase::Done(s) => Some(s),
                 _ => None,
             };
-            (graph.id(t), state, task.attempts, task.output)
+            // Attempts lost to an engine crash are not part of the result unless the run
+            // says they count: a resumed run aggregates like an uninterrupted one.
+            let lost = if graph.spec.run.lost_attempts_count { 0 } else { task.lost };
+            (graph.id(t), state, task.attempts - lost, task.output)
         }))
     }
 }

@@ -53,8 +53,8 @@ pub struct TaskState {
     /// Output digest of the latest attempt that exited.
     pub output: Digest,
     pub last_status: Option<ExitStatus>,
-    /// Attempts lost when the engine died (they count against `max_attempts` unless
-    /// `run.lost_attempts_count` is false).
+    /// Attempts lost when the engine died (they count against `max_attempts` only when
+    /// `run.lost_attempts_count` is set).
     pub lost: u32,
 }
 

@@ -1,0 +1,149 @@
+//! `orch resume`: reopen the log of a run whose engine died, rebuild the engine from it,
+//! settle the attempts that were in flight, and drive the run on to its end.
+//!
+//! 1. Reopening the log for writing truncates a torn tail (reported) and takes the
+//!    writer lock (a run still live is refused, naming its pid).
+//! 2. Re-deciding the log rebuilds the state, and yields the decisions of a step the
+//!    crash cut short: never written, hence never performed — they are now.
+//! 3. Attempts in flight when the engine died: their process group is killed if it is
+//!    still there — identified by pid *and* start time from `attempt_started`, so a
+//!    reused pid is never touched — and each is recorded as `attempt_lost`, which the
+//!    scheduler retries per the task's policy. Finished tasks are never run again.
+//! 4. Timers that were armed (retry backoffs, the run deadline) are armed again.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::Signal;
+use orch_log_format::{Options, TornTail, Writer};
+
+use super::driver::{ProcessWorld, RunConfig, RuntimeError};
+use super::process;
+use super::store::Store;
+use crate::core::Action;
+use crate::drive::{drive, DriveError, World};
+use crate::journal::{read_records, Journal};
+use crate::record::{AttemptLost, Event, Record, TimerKey};
+use crate::recover::recover;
+use crate::state::{Phase, State};
+
+/// What resuming found and did, besides finishing the run.
+#[derive(Debug)]
+pub struct Resumed {
+    pub state: State,
+    pub log: PathBuf,
+    /// The torn tail truncated on reopening, if any.
+    pub torn: Option<TornTail>,
+    /// Decisions the crash cut off, written and performed on resume.
+    pub pending: usize,
+    /// Attempts in flight when the engine died, recorded as lost.
+    pub lost: Vec<(String, u32)>,
+    /// Process groups of those attempts that were still alive and were killed.
+    pub killed: Vec<u32>,
+}
+
+/// Resumes the run whose log is `log` (in `store`, for blobs and the child env).
+pub fn resume(
+    store: &Store,
+    run_id: &str,
+    log: &Path,
+    options: Options,
+    kill_grace: std::time::Duration,
+    mut observe: impl FnMut(&Record, &State),
+) -> Result<Resumed, RuntimeError> {
+    let (writer, recovery) = Writer::open(log, options)?;
+    let records = read_records(log)?;
+    let recovered = recover(&records)?;
+    let (core, pending) = (recovered.core, recovered.pending);
+    let state = core.state();
+    let Some(graph) = state.graph().cloned() else {
+        return Err(RuntimeError::CannotResume("the log holds no run_started record: nothing to resume".into()));
+    };
+    if state.is_finished() && pending.is_empty() {
+        return Err(RuntimeError::CannotResume("the run has finished: nothing to resume".into()));
+    }
+    if state.executor() != "process" {
+        return Err(RuntimeError::CannotResume(format!(
+            "a {} run cannot be resumed (only runs of real processes can; run it again)",
+            state.executor()
+        )));
+    }
+
+    // Attempts whose dispatch is among the pending decisions were never started.
+    let never_started: Vec<(&str, u32)> = pending
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::AttemptDispatched(d) => Some((d.task.as_str(), d.attempt)),
+            _ => None,
+        })
+        .collect();
+    let started: BTreeMap<(&str, u32), (u32, u64)> = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::AttemptStarted(a) => Some(((a.task.as_str(), a.attempt), (a.pid, a.start_ticks))),
+            _ => None,
+        })
+        .collect();
+    let mut lost = Vec::new();
+    let mut killed = Vec::new();
+    for t in 0..graph.len() as u32 {
+        let Phase::Running { attempt, .. } = state.task(t).phase else { continue };
+        let id = graph.id(t);
+        if never_started.contains(&(id, attempt)) {
+            continue;
+        }
+        if let Some(&(pid, ticks)) = started.get(&(id, attempt)) {
+            if process::start_ticks(pid) == Some(ticks) {
+                process::signal_group(pid as i32, Signal::SIGKILL);
+                killed.push(pid);
+            }
+        }
+        lost.push((id.to_string(), attempt));
+    }
+
+    // Timers to arm again: retry backoffs still waiting, and the run deadline.
+    let mut timers = Vec::new();
+    for r in records.iter().chain(&pending) {
+        match &r.event {
+            Event::RetryScheduled(s) if s.delay_ms > 0 => {
+                let key = TimerKey::RetryBackoff { task: s.task.clone(), attempt: s.attempt };
+                timers.push((key, s.at_ms));
+            }
+            Event::RunDeadlineArmed(d) => timers.push((TimerKey::RunDeadline, d.at_ms)),
+            _ => {}
+        }
+    }
+
+    let now = state.now_ms();
+    let config = RunConfig { store: store.clone(), run_id: run_id.to_string(), log: options, kill_grace };
+    let mut world = ProcessWorld::with_clock(graph.clone(), &config, now)?;
+    let mut core = core;
+    let mut records_out = pending.clone();
+    for (task, attempt) in &lost {
+        let input = Event::AttemptLost(AttemptLost { task: task.clone(), attempt: *attempt });
+        core.handle(now, input, &mut records_out)?;
+    }
+    for (key, at_ms) in timers {
+        if core.state().timer_is_live(&key) {
+            let _ = world.perform(&Action::ArmTimer { key, at_ms }, core.state());
+        }
+    }
+
+    let mut journal = Journal::from_writer(writer);
+    let pending_count = pending.len();
+    let state = drive(core, records_out, &mut world, |records, state| {
+        journal.append(records)?;
+        for r in records {
+            observe(r, state);
+        }
+        Ok::<(), orch_log_format::Error>(())
+    })
+    .map_err(|e| match e {
+        DriveError::Apply(a) => RuntimeError::Apply(a),
+        DriveError::Commit(l) => RuntimeError::Log(l),
+        DriveError::World(never) => match never {},
+        stalled @ DriveError::Stalled { .. } => RuntimeError::Stalled(stalled.to_string()),
+    })?;
+    journal.close()?;
+    Ok(Resumed { state, log: log.to_path_buf(), torn: recovery.torn, pending: pending_count, lost, killed })
+}
