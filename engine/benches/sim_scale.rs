@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use orch_engine::journal::Journal;
+use orch_engine::journal::{Journal, PipelinedJournal};
 use orch_engine::record::Record;
 use orch_engine::sim::simulate;
 use orch_engine::spec::{Command, SimBehaviour, Spec, TaskSpec};

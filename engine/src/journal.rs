@@ -88,3 +88,89 @@ pub fn read_records(dir: &Path) -> Result<Vec<Record>, ReadError> {
     }
     Ok(out)
 }
+
+/// A journal on a second thread: the caller encodes records and hands over batches of
+/// bytes; a writer thread frames, checksums, appends and writes them. For drivers whose
+/// effects are not real (the simulator, benchmarks): nothing waits for a commit, so
+/// decisions and log writing overlap on two cores. The process runtime never uses it —
+/// the write-ahead rule needs each step committed before its effects.
+#[derive(Debug)]
+pub struct PipelinedJournal {
+    tx: Option<std::sync::mpsc::SyncSender<Batch>>,
+    batch: Batch,
+    thread: Option<std::thread::JoinHandle<Result<(), orch_log_format::Error>>>,
+}
+
+#[derive(Debug, Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+/// Bytes per batch handed to the writer thread.
+const PIPELINE_BATCH_BYTES: usize = 256 * 1024;
+
+impl PipelinedJournal {
+    pub fn new(journal: Journal) -> PipelinedJournal {
+        // Two batches in flight at most: enough to overlap, bounded memory.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(2);
+        let thread = std::thread::Builder::new()
+            .name("orch-journal".into())
+            .spawn(move || {
+                let mut journal = journal;
+                for batch in rx {
+                    let mut start = 0;
+                    for &end in &batch.ends {
+                        journal.writer.append(&batch.bytes[start..end])?;
+                        start = end;
+                    }
+                    journal.writer.commit()?;
+                }
+                journal.close()
+            })
+            .expect("spawning the journal thread");
+        PipelinedJournal { tx: Some(tx), batch: Batch::default(), thread: Some(thread) }
+    }
+
+    /// Encodes `records` into the current batch; hands the batch over when it is full.
+    pub fn append(&mut self, records: &[Record]) -> Result<(), orch_log_format::Error> {
+        for r in records {
+            r.encode_into(&mut self.batch.bytes);
+            self.batch.ends.push(self.batch.bytes.len());
+        }
+        if self.batch.bytes.len() >= PIPELINE_BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Hands everything over, waits for the writer thread, and closes the log.
+    pub fn close(mut self) -> Result<(), orch_log_format::Error> {
+        self.flush()?;
+        drop(self.tx.take());
+        self.join()
+    }
+
+    fn flush(&mut self) -> Result<(), orch_log_format::Error> {
+        if self.batch.ends.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(batch).is_ok());
+        if sent {
+            Ok(())
+        } else {
+            // The writer thread stopped: its error says why.
+            drop(self.tx.take());
+            self.join().and(Err(orch_log_format::Error::Poisoned))
+        }
+    }
+
+    fn join(&mut self) -> Result<(), orch_log_format::Error> {
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(orch_log_format::Error::Poisoned),
+            None => Ok(()),
+        }
+    }
+}

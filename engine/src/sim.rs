@@ -50,7 +50,7 @@ pub fn simulate<E: std::error::Error + 'static>(
 
 #[derive(Debug, Clone)]
 enum Due {
-    Exit { task: String, attempt: u32, status: ExitStatus, started_ms: u64, output: String },
+    Exit { slot: usize, task: String, attempt: u32, status: ExitStatus, started_ms: u64, output: String },
     Timer(TimerKey),
     Cancel(Option<String>),
 }
@@ -113,7 +113,8 @@ impl World for SimWorld {
                     SimOutcome::Hang => None,
                 };
                 let key = status.map(|status| {
-                    let due = Due::Exit { task: task.clone(), attempt: *attempt, status, started_ms: now, output };
+                    let due =
+                        Due::Exit { slot, task: task.clone(), attempt: *attempt, status, started_ms: now, output };
                     self.push(now + duration_ms, due)
                 });
                 self.running[slot] = Some((*attempt, now, key));
@@ -149,8 +150,7 @@ impl World for SimWorld {
                     let reason = "simulated cancel (run.sim_cancel)".to_string();
                     return Ok(Some((time_ms, Event::CancelRequested(CancelRequested { task, reason }))));
                 }
-                Due::Exit { task, attempt, status, started_ms, output } => {
-                    let slot = self.slot(&task);
+                Due::Exit { slot, task, attempt, status, started_ms, output } => {
                     self.running[slot] = None;
                     let exited = AttemptExited {
                         task,
