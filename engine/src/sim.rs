@@ -128,8 +128,14 @@ impl World for SimWorld {
                     self.queue.remove(&k);
                 }
                 let status = ExitStatus::Signal(SIM_KILL_SIGNAL);
-                let due =
-                    Due::Exit { task: task.clone(), attempt: *attempt, status, started_ms, output: String::new() };
+                let due = Due::Exit {
+                    slot,
+                    task: task.clone(),
+                    attempt: *attempt,
+                    status,
+                    started_ms,
+                    output: String::new(),
+                };
                 let key = self.push(now, due);
                 self.running[slot] = Some((*attempt, started_ms, Some(key)));
             }
