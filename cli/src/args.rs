@@ -34,10 +34,14 @@ pub enum Cmd {
     Verify(RunRef),
     /// List the runs in the store.
     Ls(JsonFlag),
-    /// Show a run's task tree with states.
-    Show(RunRef),
+    /// Show a run's task tree with states and rollups (`--watch`: live, until it ends).
+    Show(ShowArgs),
     /// Compare two runs: where they diverge, which outcomes differ, which siblings raced.
     Diff(DiffArgs),
+    /// Render a run as one self-contained HTML page: timeline, concurrency, critical path.
+    Report(ReportArgs),
+    /// Export a run for other tools: Chrome trace (Perfetto) or JSON lines.
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -140,4 +144,43 @@ pub struct DiffArgs {
     pub outcomes: bool,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Run id, unique prefix, `latest`, or a log directory.
+    pub run: String,
+    /// Print the result as one JSON object (with the rollups and each task's queue wait).
+    #[arg(long, conflicts_with = "watch")]
+    pub json: bool,
+    /// Redraw the tree as records arrive, until the run finishes (plain lines without a TTY).
+    #[arg(long)]
+    pub watch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run id, unique prefix, `latest`, or a log directory.
+    pub run: String,
+    /// The HTML file to write.
+    #[arg(long, short = 'o', default_value = "report.html")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Run id, unique prefix, `latest`, or a log directory.
+    pub run: String,
+    /// `chrome-trace` (Trace Event Format JSON) or `jsonl` (one record per line).
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Write here instead of stdout.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    ChromeTrace,
+    Jsonl,
 }

@@ -6,11 +6,13 @@ use std::process::ExitCode;
 use orch_engine::journal::read_records;
 use orch_engine::record::{Event, Record};
 use orch_engine::runtime::{Resolved, Store};
-use orch_engine::state::{Phase, State};
+use orch_engine::state::State;
 use orch_log_format::{hex, lock_state, Follower, LockState};
+use orch_replay::rollup::Rollup;
+use orch_replay::timeline::Timeline;
 use orch_replay::{redecide, snapshot::snapshot, Summary};
 
-use crate::args::{Cli, JsonFlag, LogArgs, ReplayArgs, RunRef};
+use crate::args::{Cli, JsonFlag, LogArgs, ReplayArgs, RunRef, ShowArgs};
 use crate::exit::Failure;
 use crate::output::{format_ms, line};
 
@@ -182,32 +184,34 @@ pub fn ls(cli: &Cli, a: &JsonFlag) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn show(cli: &Cli, a: &RunRef) -> Result<ExitCode, Failure> {
+pub fn show(cli: &Cli, a: &ShowArgs) -> Result<ExitCode, Failure> {
     let run = resolve(cli, &a.run)?;
+    if a.watch {
+        return crate::watch::watch(&run);
+    }
     let records = read_records(&run.log)?;
     let state = fold_lenient(&records, &run.log)?;
     let Some(graph) = state.graph() else {
         return Err(Failure::Input(format!("{}: the log is empty", run.log.display())));
     };
-    let summary = Summary::of(&records);
-    let describe = |t: u32| {
-        let task = state.task(t);
-        let phase = match task.phase {
-            Phase::Done(s) => s.name().to_string(),
-            p => p.name().to_string(),
-        };
-        (graph.id(t).to_string(), phase, task.attempts)
-    };
+    let timeline = Timeline::of(&records);
+    let rollup = Rollup::of(&timeline);
+    let summary = Summary::with_rollup(&records, &rollup);
     if a.json {
         let tasks: Vec<_> = (0..graph.len() as u32)
             .map(|t| {
-                let (id, state, attempts) = describe(t);
+                let (id, state, attempts) = crate::watch::describe(&state, t);
                 let parent = graph.parent(t).map(|p| graph.id(p).to_string());
-                serde_json::json!({"task": id, "state": state, "attempts": attempts, "parent": parent})
+                let times = &timeline.tasks[t as usize];
+                let wait = times.ready_ms.zip(times.first_dispatch_ms).map(|(r, d)| d.saturating_sub(r));
+                serde_json::json!({"task": id, "state": state, "attempts": attempts, "parent": parent,
+                    "ready_ms": times.ready_ms, "dispatched_ms": times.first_dispatch_ms, "queue_wait_ms": wait,
+                    "finished_ms": times.finished_ms})
             })
             .collect();
         let mut v = to_json(&summary)?;
         v["tasks_detail"] = serde_json::Value::Array(tasks);
+        v["rollup"] = to_json(&rollup)?;
         line(v)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -216,23 +220,11 @@ pub fn show(cli: &Cli, a: &RunRef) -> Result<ExitCode, Failure> {
         run.id.as_deref().unwrap_or(&run.log.display().to_string()),
         summary.outcome.map_or("unfinished", |o| o.name())
     ))?;
-    // Depth-first through the groups: the run's waves, then each parent's children.
-    fn walk(graph: &orch_engine::graph::Graph, g: u32, depth: usize, out: &mut Vec<(usize, u32)>) {
-        for &w in &graph.group(g).waves {
-            for &t in &graph.wave(w).tasks {
-                out.push((depth, t));
-                if let Some(children) = graph.node(t).children {
-                    walk(graph, children, depth + 1, out);
-                }
-            }
-        }
+    for l in crate::watch::tree_lines(&state) {
+        line(l)?;
     }
-    let mut order = Vec::new();
-    walk(graph, orch_engine::graph::ROOT, 0, &mut order);
-    for (depth, t) in order {
-        let (id, phase, attempts) = describe(t);
-        let wave = graph.wave(graph.node(t).wave).ordinal;
-        line(format!("{}{id:<24} {phase:<10} attempts {attempts} wave {wave}", "  ".repeat(depth + 1)))?;
+    for l in summary.render().lines() {
+        line(l)?;
     }
     Ok(ExitCode::SUCCESS)
 }

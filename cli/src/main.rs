@@ -4,9 +4,11 @@
 mod args;
 mod cmd_diff;
 mod cmd_read;
+mod cmd_report;
 mod cmd_run;
 mod exit;
 mod output;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -27,6 +29,8 @@ fn main() -> ExitCode {
         Cmd::Ls(a) => cmd_read::ls(&cli, a),
         Cmd::Show(a) => cmd_read::show(&cli, a),
         Cmd::Diff(a) => cmd_diff::diff(&cli, a),
+        Cmd::Report(a) => cmd_report::report(&cli, a),
+        Cmd::Export(a) => cmd_report::export(&cli, a),
     };
     match result {
         Ok(code) => code,

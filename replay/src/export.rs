@@ -59,8 +59,11 @@ pub fn chrome_trace(records: &[Record], tl: &Timeline) -> Value {
     ];
     let slot_count = slots.iter().copied().max().unwrap_or(0);
     for slot in 1..=slot_count {
-        events.push(json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": slot, "args": {"name": format!("slot {slot}")}}));
-        events.push(json!({"name": "thread_sort_index", "ph": "M", "pid": 1, "tid": slot, "args": {"sort_index": slot}}));
+        events.push(
+            json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": slot, "args": {"name": format!("slot {slot}")}}),
+        );
+        events
+            .push(json!({"name": "thread_sort_index", "ph": "M", "pid": 1, "tid": slot, "args": {"sort_index": slot}}));
     }
     for (i, a) in tl.attempts.iter().enumerate() {
         let end = a.end_or(tl.now_ms);

@@ -5,6 +5,7 @@
 pub mod diff;
 pub mod export;
 pub mod redecide;
+pub mod report;
 pub mod rollup;
 pub mod snapshot;
 pub mod summary;

@@ -1,0 +1,62 @@
+//! The commands that turn a run into files for people and tools: `orch report` (one
+//! self-contained HTML page) and `orch export` (Chrome trace JSON, JSON lines).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use orch_engine::journal::read_records;
+use orch_engine::runtime::Store;
+use orch_replay::{export, report, timeline::Timeline};
+
+use crate::args::{Cli, ExportArgs, ExportFormat, ReportArgs};
+use crate::exit::Failure;
+
+pub fn report(cli: &Cli, a: &ReportArgs) -> Result<ExitCode, Failure> {
+    let run = Store::at(&cli.store).resolve(&a.run)?;
+    let records = read_records(&run.log)?;
+    if records.is_empty() {
+        return Err(Failure::Input(format!("{}: the log is empty", run.log.display())));
+    }
+    let html = report::render(&records);
+    write_whole(&a.output, html.as_bytes())?;
+    eprintln!("orch: wrote {} ({} bytes, {} records)", a.output.display(), html.len(), records.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn export(cli: &Cli, a: &ExportArgs) -> Result<ExitCode, Failure> {
+    let run = Store::at(&cli.store).resolve(&a.run)?;
+    let records = read_records(&run.log)?;
+    let mut bytes = Vec::new();
+    match a.format {
+        ExportFormat::ChromeTrace => {
+            let trace = export::chrome_trace(&records, &Timeline::of(&records));
+            serde_json::to_writer(&mut bytes, &trace).map_err(|e| Failure::Other(e.to_string()))?;
+            bytes.push(b'\n');
+        }
+        ExportFormat::Jsonl => export::write_jsonl(&records, &mut bytes)?,
+    }
+    match &a.output {
+        Some(path) => write_whole(path, &bytes)?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes)?;
+            out.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename,
+/// so a failure never leaves half a file behind.
+fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| Failure::Input(format!("{}: not a file name", path.display())))?;
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Failure::Other(format!("{}: {e}", path.display())));
+    }
+    Ok(())
+}
