@@ -14,6 +14,7 @@ const CORE: &[&str] = &[
     "scheduler.rs",
     "state/mod.rs",
     "state/apply.rs",
+    "state/consequences.rs",
     "state/lifecycle.rs",
     "spec/mod.rs",
     "spec/model.rs",

@@ -8,8 +8,8 @@ use super::lifecycle::{AttemptOutcome, Phase, TaskEvent};
 use super::{ApplyError, Ending, GroupState, ReadyKey, RunPhase, State, TaskState, WaveState, WaveStatus};
 use crate::aggregate;
 use crate::graph::{Graph, TaskIdx, WaveIdx, ROOT};
-use crate::record::{Digest, Event, ParentWoken, Record, RunOutcome, Terminal, TimerKey};
-use crate::spec::{Cancellation, Downstream, Spec, WakePolicy, WaveFailure};
+use crate::record::{Digest, Event, Record, RunOutcome, TimerKey};
+use crate::spec::Spec;
 
 impl State {
     /// Applies one record. The running engine and replay both call exactly this.
@@ -239,269 +239,13 @@ impl State {
         Ok(())
     }
 
-    /// A task reaches its terminal state; everything that depends on it learns.
-    fn finish(&mut self, t: TaskIdx, state: Terminal) -> Result<(), ApplyError> {
-        let was_delegated = self.tasks[t as usize].phase == Phase::Delegated;
-        self.transition(t, TaskEvent::Finished(state))?;
-        self.exited.remove(&t);
-        self.doomed.remove(&t);
-        self.parents_done.remove(&t);
-        self.to_delegate.remove(&t);
-        self.ready.remove(&self.ready_key(t));
-        self.terminal += 1;
-
-        let graph = self.g().clone();
-        let node = graph.node(t);
-        let id = graph.id(t);
-        let wave_idx = node.wave;
-        let wave = graph.wave(wave_idx);
-
-        // The wave and its failure policy.
-        let ws = &mut self.waves[wave_idx as usize];
-        ws.remaining -= 1;
-        if ws.remaining == 0 && ws.status == WaveStatus::Open {
-            self.closable.insert(wave_idx);
-        }
-        if state.is_failure() {
-            self.waves[wave_idx as usize].failures += 1;
-            let cause = format!("{id} {}", state.name());
-            let group = &mut self.groups[wave.group as usize];
-            match wave.on_failure {
-                WaveFailure::WarnAndContinue => group.warnings += 1,
-                WaveFailure::FailParent => {
-                    group.failed.get_or_insert(cause);
-                    group.skip_rest = true;
-                }
-                WaveFailure::StopWave => {
-                    group.failed.get_or_insert(cause);
-                    if !self.waves[wave_idx as usize].stopped {
-                        self.waves[wave_idx as usize].stopped = true;
-                        let why = format!("wave stopped: {id} {}", state.name());
-                        for &s in &wave.tasks {
-                            if matches!(self.tasks[s as usize].phase, Phase::Waiting | Phase::Ready) {
-                                self.doom(s, Terminal::Skipped, &why);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        if let (WakePolicy::OnChildComplete, Some(parent)) = (wave.wake, graph.wave_parent(wave_idx)) {
-            self.wakes.push_back(ParentWoken {
-                parent: graph.id(parent).to_string(),
-                wave: wave.ordinal,
-                child: Some(id.to_string()),
-            });
-        }
-        self.groups[wave.group as usize].remaining -= 1;
-        self.check_group_done(wave.group);
-
-        // Dependents.
-        let downstream = graph.spec.run.on_failure;
-        for &d in node.dependents.iter() {
-            if self.tasks[d as usize].phase.is_done() {
-                continue;
-            }
-            if state == Terminal::Succeeded || downstream == Downstream::Continue {
-                let task = &mut self.tasks[d as usize];
-                task.unmet -= 1;
-                if task.unmet == 0 && task.phase == Phase::Waiting && self.wave_open(graph.node(d).wave) {
-                    self.make_ready(d);
-                }
-            } else if matches!(self.tasks[d as usize].phase, Phase::Waiting | Phase::Ready) {
-                self.doom(d, Terminal::Blocked, &format!("blocked by {id} ({})", state.name()));
-            }
-        }
-
-        // Children that never got to start follow their parent.
-        if let (Some(g), false) = (node.children, was_delegated) {
-            let (child_state, why) = match state {
-                Terminal::Cancelled => (Terminal::Cancelled, format!("parent {id} cancelled")),
-                _ => (Terminal::Skipped, format!("parent {id} {}", state.name())),
-            };
-            for &c in &graph.group(g).tasks {
-                if matches!(self.tasks[c as usize].phase, Phase::Waiting | Phase::Ready) {
-                    self.doom(c, child_state, &why);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn open_wave(&mut self, w: WaveIdx) {
-        let graph = self.g().clone();
-        let wave = graph.wave(w);
-        self.waves[w as usize].status = WaveStatus::Open;
-        self.groups[wave.group as usize].active_wave = Some(w);
-        for &t in &wave.tasks {
-            let task = &self.tasks[t as usize];
-            if task.phase == Phase::Waiting && task.unmet == 0 && !self.doomed.contains_key(&t) {
-                self.make_ready(t);
-            }
-        }
-        if self.waves[w as usize].remaining == 0 {
-            self.closable.insert(w);
-        }
-    }
-
-    fn close_wave(&mut self, w: WaveIdx) {
-        let graph = self.g().clone();
-        let wave = graph.wave(w);
-        self.waves[w as usize].status = WaveStatus::Closed;
-        let g = wave.group;
-        self.groups[g as usize].active_wave = None;
-        let parent = graph.group(g).parent;
-        if let (WakePolicy::OnWaveComplete, Some(p)) = (wave.wake, parent) {
-            self.wakes.push_back(ParentWoken { parent: graph.id(p).to_string(), wave: wave.ordinal, child: None });
-        }
-        let later = &graph.group(g).waves[wave.ordinal as usize + 1..];
-        if self.groups[g as usize].skip_rest {
-            let why = match parent {
-                Some(p) => format!("parent {} failed", graph.id(p)),
-                None => "run failed".to_string(),
-            };
-            for &lw in later {
-                for &t in &graph.wave(lw).tasks {
-                    if matches!(self.tasks[t as usize].phase, Phase::Waiting | Phase::Ready) {
-                        self.doom(t, Terminal::Skipped, &why);
-                    }
-                }
-            }
-        } else if let Some(&next) = later.first() {
-            if self.ending.is_none() {
-                self.openable.insert(next);
-                self.groups[g as usize].active_wave = Some(next);
-            }
-        }
-        self.check_group_done(g);
-    }
-
-    /// The group's children may start: its first wave can open.
-    fn release_group(&mut self, g: crate::graph::GroupIdx) {
-        let graph = self.g().clone();
-        self.groups[g as usize].started = true;
-        if let Some(&first) = graph.group(g).waves.first() {
-            self.openable.insert(first);
-            self.groups[g as usize].active_wave = Some(first);
-        }
-        self.check_group_done(g);
-    }
-
-    fn check_group_done(&mut self, g: crate::graph::GroupIdx) {
-        let group = &self.groups[g as usize];
-        if !group.started || group.remaining != 0 || group.active_wave.is_some() {
-            return;
-        }
-        if let Some(p) = self.g().group(g).parent {
-            if self.tasks[p as usize].phase == Phase::Delegated {
-                self.parents_done.insert(p);
-            }
-        }
-    }
-
-    /// The run ends early: kill what runs, cancel everything else.
-    fn end_run(&mut self, ending: Ending) {
-        if self.ending.is_some() {
-            return;
-        }
-        self.ending = Some(ending);
-        self.deadline_pending = false;
-        self.openable.clear();
-        let reason = ending.kill_reason();
-        for t in 0..self.tasks.len() as TaskIdx {
-            match self.tasks[t as usize].phase {
-                Phase::Running { kill: None, .. } => {
-                    self.to_kill.insert(t, reason);
-                }
-                Phase::Delegated => self.cancel_with_children(t, ending.cause()),
-                Phase::Waiting | Phase::Ready | Phase::BackingOff { .. } => {
-                    self.doom(t, Terminal::Cancelled, ending.cause());
-                }
-                Phase::Running { .. } | Phase::Exited { .. } | Phase::Done(_) => {}
-            }
-        }
-        for g in &mut self.groups {
-            if g.active_wave.is_some_and(|w| self.waves[w as usize].status == WaveStatus::Pending) {
-                g.active_wave = None;
-            }
-        }
-    }
-
-    /// Cancels one task (and, when cascading, its children and dependents).
-    fn cancel_task(&mut self, root: TaskIdx) {
-        let graph = self.g().clone();
-        let mut targets = vec![root];
-        if graph.spec.run.cancellation == Cancellation::Cascading {
-            let mut seen = std::collections::BTreeSet::from([root]);
-            let mut i = 0;
-            while i < targets.len() {
-                let t = targets[i];
-                let node = graph.node(t);
-                let children = node.children.map(|g| graph.group(g).tasks.as_slice()).unwrap_or(&[]);
-                for &n in node.dependents.iter().chain(children) {
-                    if seen.insert(n) {
-                        targets.push(n);
-                    }
-                }
-                i += 1;
-            }
-        }
-        let cascading = graph.spec.run.cancellation == Cancellation::Cascading;
-        let cause = format!("cancelled ({})", graph.id(root));
-        for t in targets {
-            match self.tasks[t as usize].phase {
-                Phase::Running { kill: None, .. } => {
-                    self.to_kill.insert(t, crate::record::KillReason::Cancel);
-                }
-                // Cascading: its children are being cancelled too; it ends after them.
-                Phase::Delegated if cascading => self.cancel_with_children(t, &cause),
-                // Isolated: it ends now and its children keep running.
-                Phase::Waiting | Phase::Ready | Phase::BackingOff { .. } | Phase::Delegated => {
-                    self.doom(t, Terminal::Cancelled, &cause);
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// A delegated parent cancelled together with its children finishes (cancelled)
-    /// when they have, through the ordinary parent-done path.
-    fn cancel_with_children(&mut self, t: TaskIdx, cause: &str) {
-        let g = self.g().node(t).children.expect("a delegated task has children");
-        self.groups[g as usize].cancelled.get_or_insert_with(|| cause.to_string());
-        self.check_group_done(g);
-    }
-
-    fn make_ready(&mut self, t: TaskIdx) {
-        if self.ending.is_some() {
-            return;
-        }
-        let graph = self.g().clone();
-        if graph.node(t).runs {
-            self.tasks[t as usize].phase =
-                Phase::Waiting.next(TaskEvent::MadeReady).expect("make_ready is only called on waiting tasks");
-            self.ready.insert(self.ready_key(t));
-        } else {
-            self.to_delegate.insert(t);
-        }
-    }
-
-    fn doom(&mut self, t: TaskIdx, state: Terminal, cause: &str) {
-        if self.tasks[t as usize].phase.is_done() || self.doomed.contains_key(&t) {
-            return;
-        }
-        self.ready.remove(&self.ready_key(t));
-        self.to_delegate.remove(&t);
-        self.doomed.insert(t, (state, cause.to_string()));
-    }
-
-    fn attempt_ended(&mut self, t: TaskIdx) {
+    pub(super) fn attempt_ended(&mut self, t: TaskIdx) {
         self.count_running(t, false);
         self.to_kill.remove(&t);
         self.exited.insert(t);
     }
 
-    fn count_running(&mut self, t: TaskIdx, up: bool) {
+    pub(super) fn count_running(&mut self, t: TaskIdx, up: bool) {
         let node = self.g().node(t);
         let (p, w) = (node.priority.index(), node.wave as usize);
         let step = |x: &mut u32| if up { *x += 1 } else { *x -= 1 };
@@ -510,7 +254,7 @@ impl State {
         step(&mut self.running_by_wave[w]);
     }
 
-    fn transition(&mut self, t: TaskIdx, event: TaskEvent) -> Result<(), ApplyError> {
+    pub(super) fn transition(&mut self, t: TaskIdx, event: TaskEvent) -> Result<(), ApplyError> {
         let phase = self.tasks[t as usize].phase;
         match phase.next(event) {
             Some(next) => {
@@ -540,11 +284,11 @@ impl State {
         self.graph.as_ref().expect("checked in apply: the run has started")
     }
 
-    fn lookup(&self, id: &str) -> Result<TaskIdx, ApplyError> {
+    pub(super) fn lookup(&self, id: &str) -> Result<TaskIdx, ApplyError> {
         self.g().task(id).ok_or_else(|| ApplyError::UnknownTask(id.to_string()))
     }
 
-    fn lookup_wave(&self, parent: Option<&str>, ordinal: u32) -> Result<WaveIdx, ApplyError> {
+    pub(super) fn lookup_wave(&self, parent: Option<&str>, ordinal: u32) -> Result<WaveIdx, ApplyError> {
         let graph = self.g();
         let unknown = || ApplyError::UnknownWave { parent: parent.unwrap_or("the run").to_string(), wave: ordinal };
         let g = match parent {
@@ -554,7 +298,7 @@ impl State {
         graph.group(g).waves.get(ordinal as usize).copied().ok_or_else(unknown)
     }
 
-    fn wave_open(&self, w: WaveIdx) -> bool {
+    pub(super) fn wave_open(&self, w: WaveIdx) -> bool {
         self.waves[w as usize].status == WaveStatus::Open
     }
 

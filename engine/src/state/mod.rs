@@ -7,6 +7,7 @@
 //! which lets `scheduler::decide` be a pure read of the state.
 
 mod apply;
+mod consequences;
 mod lifecycle;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
