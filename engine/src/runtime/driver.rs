@@ -180,6 +180,7 @@ impl World for ProcessWorld {
                 let started = process::spawn(self.graph.task_spec(t), n, &self.env, &self.blobs, move |exit| {
                     let _ = tx.send(Incoming::Exited { task: id, attempt: n, exit });
                 });
+                tracing::debug!(task = %task, attempt = *attempt, pid = ?started.pgid, "spawned");
                 if let (Some(pgid), Some(start_ticks)) = (started.pgid, started.start_ticks) {
                     self.groups.insert((task.clone(), *attempt), pgid);
                     let pid = pgid as u32;
@@ -195,6 +196,7 @@ impl World for ProcessWorld {
             }
             Action::Kill { task, attempt } => {
                 if let Some(&pgid) = self.groups.get(&(task.clone(), *attempt)) {
+                    tracing::debug!(task = %task, attempt = *attempt, pgid, "SIGTERM to the process group");
                     process::signal_group(pgid, Signal::SIGTERM);
                     let (tx, grace) = (self.tx.clone(), self.kill_grace);
                     let (task, attempt) = (task.clone(), *attempt);
@@ -205,6 +207,7 @@ impl World for ProcessWorld {
                 }
             }
             Action::ArmTimer { key, at_ms } => {
+                tracing::debug!(?key, at_ms = *at_ms, "timer armed");
                 let (tx, key) = (self.tx.clone(), key.clone());
                 let deadline = tokio::time::Instant::from_std(self.start + Duration::from_millis(*at_ms));
                 tokio::spawn(async move {
@@ -239,13 +242,15 @@ impl World for ProcessWorld {
                     // Still running after SIGTERM and the grace period: SIGKILL. An
                     // attempt that exited is no longer in `groups`, so a recycled pid
                     // is never signalled.
-                    if let Some(&pgid) = self.groups.get(&(task, attempt)) {
+                    if let Some(&pgid) = self.groups.get(&(task.clone(), attempt)) {
+                        tracing::info!(task = %task, attempt, pgid, "still running after the grace period: SIGKILL");
                         process::signal_group(pgid, Signal::SIGKILL);
                     }
                     continue;
                 }
                 Incoming::Interrupt => {
                     self.interrupts += 1;
+                    tracing::info!(count = self.interrupts, "interrupted (Ctrl-C)");
                     if self.interrupts > 1 {
                         // A second Ctrl-C: stop waiting for the grace period.
                         self.kill_all(Signal::SIGKILL);

@@ -94,8 +94,11 @@ pub fn resume(
         }
         if let Some(&(pid, ticks)) = started.get(&(id, attempt)) {
             if process::start_ticks(pid) == Some(ticks) {
+                tracing::info!(task = id, attempt, pid, "attempt survived the engine: killing its process group");
                 process::signal_group(pid as i32, Signal::SIGKILL);
                 killed.push(pid);
+            } else {
+                tracing::debug!(task = id, attempt, pid, "attempt's process is gone (or its pid was reused)");
             }
         }
         lost.push((id.to_string(), attempt));
