@@ -18,7 +18,8 @@ const CORE: &[&str] = &[
     "state/lifecycle.rs",
     "spec/mod.rs",
     "spec/model.rs",
-    "spec/validate.rs",
+    "spec/validate/mod.rs",
+    "spec/validate/waits_for.rs",
     "spec/parse.rs",
 ];
 
@@ -62,9 +63,13 @@ fn the_pure_core_has_no_io_clock_or_randomness() {
 fn every_core_file_is_listed() {
     // A new module under state/ or spec/ must be added to CORE (or moved out of the core).
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    for dir in ["state", "spec"] {
+    for dir in ["state", "spec", "spec/validate"] {
         for entry in std::fs::read_dir(src.join(dir)).unwrap() {
-            let name = format!("{dir}/{}", entry.unwrap().file_name().to_string_lossy());
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                continue;
+            }
+            let name = format!("{dir}/{}", entry.file_name().to_string_lossy());
             assert!(CORE.contains(&name.as_str()), "{name} is not in CORE");
         }
     }
