@@ -18,6 +18,24 @@ struct Scratch {
     dir: tempfile::TempDir,
 }
 
+/// Every run a test makes must replay: when a scratch directory goes away, each run in
+/// its store is re-decided with `orch replay` (logs a test damaged on purpose, which
+/// `orch verify` rejects, are the only ones left out).
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        for id in self.run_ids() {
+            if self.orch(&["verify", &id]).code != Some(0) {
+                continue;
+            }
+            let replay = self.orch(&["replay", &id]);
+            assert_eq!(replay.code, Some(0), "run {id} does not replay: {}", replay.stderr);
+        }
+    }
+}
+
 impl Scratch {
     fn new() -> Scratch {
         Scratch { dir: tempfile::tempdir().expect("tempdir") }
