@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Buckets the samples of `perf record -g` of `orch run` (see bench/profile.sh) by what
+orch was doing: reads `perf script` output on stdin, the orch process's pid as argv[1].
+
+Each sample of the orch process (all its threads) is assigned to the first bucket whose
+pattern appears in its call chain (leaf to root, patterns tried in order); samples of
+other pids are the children (/bin/true: exec, dynamic loader, exit) and are reported as
+one line. Percentages are of all samples (orch + children).
+"""
+
+import collections
+import re
+import sys
+
+# (bucket, regex over the frame's symbol), first match from the leaf wins within the
+# ordered list: more specific buckets first.
+BUCKETS = [
+    ("log: fdatasync (group-commit thread)", r"syncer::run|fdatasync|sync_data"),
+    ("exit: read + hash + unlink/rename the blob (store_output)", r"store_output"),
+    ("spawn: start_ticks (read /proc/PID/stat)", r"start_ticks"),
+    ("exit: wait4 / pidfd reaper / SIGCHLD", r"wait4|pidfd_reaper|PidfdReaper|Child>::try_wait|signal::unix"),
+    ("spawn: posix_spawn (clone3 + exec handoff)", r"__spawni|__spawnix|clone3|Command>::spawn"),
+    ("spawn: create the output blob file (openat O_CREAT)", r"File>::open|OpenOptions>::_open"),
+    ("spawn: the rest (Command build, env, argv, tokio task)", r"process::spawn|capture_env"),
+    ("log: append + write (Journal)", r"journal::Journal|orch_log_format::writer|Writer>::|__libc_write|ksys_write"),
+    ("scheduler + fold (pure core)", r"orch_engine::scheduler|orch_engine::state|State>::apply|decide"),
+    ("record encoding", r"Record>::encode|rmp_serde|serde"),
+    ("tokio: park / epoll / timers / task polling", r"tokio::runtime|epoll|park"),
+    ("startup / spec parse / exit of orch", r"spec::|toml|parse|_dl_|exit_group|lang_start"),
+]
+COMPILED = [(name, re.compile(p)) for name, p in BUCKETS]
+
+
+def samples(stream):
+    head, frames = None, []
+    for line in stream:
+        line = line.rstrip("\n")
+        if not line.strip():
+            if head:
+                yield head, frames
+            head, frames = None, []
+        elif head is None:
+            head = line
+        else:
+            parts = line.strip().split(None, 1)
+            frames.append(parts[1] if len(parts) > 1 else parts[0])
+    if head:
+        yield head, frames
+
+
+def main():
+    orch_pid = sys.argv[1]
+    counts, children, total = collections.Counter(), 0, 0
+    for head, frames in samples(sys.stdin):
+        m = re.match(r"\s*(.+?)\s+(\d+)/(\d+)\s", head)
+        if not m:
+            continue
+        total += 1
+        if m.group(2) != orch_pid:
+            children += 1
+            continue
+        chain = " ".join(frames)
+        for name, rx in COMPILED:
+            if rx.search(chain):
+                counts[name] += 1
+                break
+        else:
+            counts["other (orch)"] += 1
+    orch = sum(counts.values())
+    print(f"| where | share of all samples | share of orch's samples |")
+    print(f"|---|---:|---:|")
+    print(f"| children (/bin/true: exec, ld.so, exit), incl. the vfork child before exec | {children / total:.1%} | — |")
+    print(f"| **orch (all its threads)** | **{orch / total:.1%}** | 100% |")
+    for name, c in counts.most_common():
+        print(f"| {name} | {c / total:.1%} | {c / orch:.1%} |")
+    print(f"\n{total} samples")
+
+
+if __name__ == "__main__":
+    main()
