@@ -1,0 +1,480 @@
+//! `diff_logs` without decoding what two logs share: the report of [`super::diff`] on all
+//! records, computed from the records after the first byte difference (plus record 0 and
+//! the few records a report shows), so that `orch diff` on big logs costs about a verify.
+//!
+//! Why this gives the same report. Let `k` be the first seq ≥ 1 where the payload bytes
+//! differ (or where the shorter log ends); record 0 (`run_started`) is compared on its own.
+//! Records `1..k` are byte-identical, so they decode to the same records on both sides.
+//!
+//! - First divergence: records before `k` are equal at every level, so the first divergent
+//!   seq is 0 (compared directly) or ≥ `k`; its context is read from the shared prefix.
+//! - Tasks: a task's outcome is a function of its own `attempt_dispatched`, `attempt_exited`
+//!   and `task_finished` records. A task with none of them after `k` (on either side) has
+//!   the same records, hence the same outcome, on both sides; if it has none at all, it
+//!   exists on a side only through the spec, which is the same on both (we only take this
+//!   path when the spec strings are equal). So only the tasks named after `k` (the
+//!   candidates) can differ; their earlier records are looked up in the prefix (by the task
+//!   bytes, without decoding anything else). Waves and the run likewise.
+//! - Races: a pair is inverted when A and B order its two events differently. A task
+//!   whose event (first dispatch, or last `task_finished`) lies before `k` on both sides has
+//!   it at the same seq on both (the prefix is shared). Two such tasks are never inverted,
+//!   and such a task sorts before every task whose event lies at or after `k` on both
+//!   sides, on both sides, so it is never inverted with one either, nor adjacent to one in
+//!   an inverted pair. Hence a counted or listed pair needs both of its events at or after
+//!   `k`, provided no task has its event before `k` on one side and after it on the other.
+//!   That happens only for a task finished twice (before `k` and again after it), which
+//!   orch never writes; such logs take the full path.
+//! - The spec's parents and declaration order matter only to order two or more task
+//!   diffs, to group two or more racing candidates, or to decide whether a task only one
+//!   side names exists on the other: the spec is parsed only then.
+//!
+//! Everything else (different spec strings, a log without a leading `run_started`) takes
+//! the full path. One difference remains by design: a record of the shared prefix that
+//! does not decode is not noticed here (both logs hold it, byte for byte), where the full
+//! path fails; `orch replay` reports it.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::Path;
+
+use orch_engine::journal::{read_records, ReadError};
+use orch_engine::record::{Event, Record};
+use orch_engine::spec::Spec;
+use orch_log_format::Reader;
+
+use super::facts::Facts;
+use super::first::{describe, same_record, task_of};
+use super::{diff, outcomes, races, Error, Level, Records, Report};
+
+/// Suffixes longer than this (both sides together) are decoded on two threads.
+const PARALLEL_DECODE_MIN: usize = 4096;
+
+/// Record kind codes the prefix scan looks at (see `orch_engine::record`).
+const RUN_STARTED: u16 = 1;
+const ATTEMPT_EXITED: u16 = 2;
+const ATTEMPT_DISPATCHED: u16 = 34;
+const TASK_FINISHED: u16 = 38;
+const WAVE_CLOSED: u16 = 39;
+const RUN_FINISHED: u16 = 41;
+
+/// The reference: verify, decode everything, [`diff`].
+pub(super) fn in_full(a: &Path, b: &Path, level: Level) -> Result<Report, Error> {
+    let digest_a = orch_log_format::verify(a)?.digest;
+    let digest_b = orch_log_format::verify(b)?.digest;
+    let records_a = read_records(a)?;
+    let records_b = read_records(b)?;
+    let mut report = diff(&records_a, &records_b, level);
+    report.log_digests = Some([orch_log_format::hex(&digest_a), orch_log_format::hex(&digest_b)]);
+    if level == Level::Exact {
+        report.identical = digest_a == digest_b;
+    }
+    Ok(report)
+}
+
+pub(super) fn diff_logs(a: &Path, b: &Path, level: Level) -> Result<Report, Error> {
+    let readers = (Reader::open(a), Reader::open(b));
+    // Verify (checksums and the chain) while walking the payloads on this thread.
+    let (verified, walked) = std::thread::scope(|s| {
+        let verifier = s.spawn(|| (orch_log_format::verify(a), orch_log_format::verify(b)));
+        let walked = match &readers {
+            (Ok(ra), Ok(rb)) => Some(walk(ra, rb)),
+            _ => None,
+        };
+        (verifier.join().expect("verify does not panic"), walked)
+    });
+    let (va, vb) = (verified.0?, verified.1?);
+    let log_digests = Some([orch_log_format::hex(&va.digest), orch_log_format::hex(&vb.digest)]);
+    if va.digest == vb.digest {
+        // Byte-identical: equal at every level, nothing to decode.
+        return Ok(Report {
+            level,
+            a: "A".into(),
+            b: "B".into(),
+            identical: true,
+            records: [va.records, vb.records],
+            log_digests,
+            spec: None,
+            first_divergence: None,
+            tasks: Vec::new(),
+            waves: Vec::new(),
+            run: None,
+            races: Vec::new(),
+            races_total: 0,
+        });
+    }
+    let w = match walked {
+        Some(w) => w?,
+        None => return in_full(a, b, level),
+    };
+    match compare(&w, a, b, level)? {
+        Some(mut report) => {
+            report.log_digests = log_digests;
+            Ok(report)
+        }
+        None => in_full(a, b, level),
+    }
+}
+
+/// The two logs' payloads: A's up to the first difference, then each side's rest.
+struct Walked<'r> {
+    /// A's payloads `0..k` (B holds the same ones, record 0 aside).
+    prefix: Vec<&'r [u8]>,
+    /// B's record 0.
+    first_b: Option<&'r [u8]>,
+    suffix_a: Vec<&'r [u8]>,
+    suffix_b: Vec<&'r [u8]>,
+}
+
+fn walk<'r>(ra: &'r Reader, rb: &'r Reader) -> Result<Walked<'r>, Error> {
+    let (mut ia, mut ib) = (ra.iter(), rb.iter());
+    let mut w = Walked { prefix: Vec::new(), first_b: None, suffix_a: Vec::new(), suffix_b: Vec::new() };
+    loop {
+        let (x, y) = (ia.next().transpose()?, ib.next().transpose()?);
+        match (x, y) {
+            (Some(x), Some(y)) if x.seq == 0 || x.payload == y.payload => {
+                if x.seq == 0 {
+                    w.first_b = Some(y.payload);
+                }
+                w.prefix.push(x.payload);
+            }
+            (x, y) => {
+                w.suffix_a.extend(x.map(|r| r.payload));
+                w.suffix_b.extend(y.map(|r| r.payload));
+                break;
+            }
+        }
+    }
+    for r in ia {
+        w.suffix_a.push(r?.payload);
+    }
+    for r in ib {
+        w.suffix_b.push(r?.payload);
+    }
+    Ok(w)
+}
+
+fn decode(payload: &[u8], dir: &Path, seq: usize) -> Result<Record, ReadError> {
+    Record::decode(payload).map_err(|source| ReadError::Decode {
+        dir: dir.display().to_string(),
+        seq: seq as u64,
+        source,
+    })
+}
+
+fn decode_all(payloads: &[&[u8]], dir: &Path, from: usize) -> Result<Vec<Record>, ReadError> {
+    payloads.iter().enumerate().map(|(i, p)| decode(p, dir, from + i)).collect()
+}
+
+/// The report from the walked payloads, or None where the full path must decide.
+fn compare(w: &Walked<'_>, a: &Path, b: &Path, level: Level) -> Result<Option<Report>, Error> {
+    let (Some(&first_a), Some(first_b)) = (w.prefix.first(), w.first_b) else { return Ok(None) };
+    let k = w.prefix.len();
+    // Record 0: the same bytes, or the same spec string (the spec section is then empty).
+    let mut r0 = None;
+    if first_a != first_b || peek(first_a).map(|p| p.0) != Some(RUN_STARTED) {
+        let (x, y) = (decode(first_a, a, 0)?, decode(first_b, b, 0)?);
+        match (&x.event, &y.event) {
+            (Event::RunStarted(sx), Event::RunStarted(sy)) if sx.spec == sy.spec => r0 = Some((x, y)),
+            _ => return Ok(None),
+        }
+    }
+    let (suffix_a, suffix_b) = if w.suffix_a.len() + w.suffix_b.len() >= PARALLEL_DECODE_MIN {
+        std::thread::scope(|s| {
+            let other = s.spawn(|| decode_all(&w.suffix_b, b, k));
+            (decode_all(&w.suffix_a, a, k), other.join().expect("decoding does not panic"))
+        })
+    } else {
+        (decode_all(&w.suffix_a, a, k), decode_all(&w.suffix_b, b, k))
+    };
+    let (suffix_a, suffix_b) = (suffix_a?, suffix_b?);
+    let side_a = Side { first: first_a, prefix: &w.prefix, suffix: &suffix_a, dir: a, error: RefCell::new(None) };
+    let side_b = Side { first: first_b, prefix: &w.prefix, suffix: &suffix_b, dir: b, error: RefCell::new(None) };
+
+    let first_divergence = match level {
+        Level::Outcomes => None,
+        _ => {
+            let at_zero = r0.as_ref().is_some_and(|(x, y)| !same_record(x, y, level));
+            let n = (k + suffix_a.len()).max(k + suffix_b.len());
+            let seq = if at_zero {
+                Some(0)
+            } else {
+                (k..n).find(|&i| match (suffix_a.get(i - k), suffix_b.get(i - k)) {
+                    (Some(x), Some(y)) => !same_record(x, y, level),
+                    _ => true,
+                })
+            };
+            seq.map(|seq| describe(seq, &side_a, &side_b))
+        }
+    };
+
+    let Some((fa, fb)) = facts(&side_a, &side_b, k, level)? else { return Ok(None) };
+    let (tasks, waves, run) = outcomes::outcome_diffs(&fa, &fb);
+    let (races, races_total) = match level {
+        Level::Outcomes => (Vec::new(), 0),
+        _ => races::races(&side_a, &side_b, &fa, &fb),
+    };
+    for side in [side_a, side_b] {
+        if let Some(e) = side.error.into_inner() {
+            return Err(e.into());
+        }
+    }
+    let identical = match level {
+        Level::Exact => false, // the digests differ
+        Level::Decisions => first_divergence.is_none(),
+        Level::Outcomes => tasks.is_empty() && waves.is_empty() && run.is_none(),
+    };
+    Ok(Some(Report {
+        level,
+        a: "A".into(),
+        b: "B".into(),
+        identical,
+        records: [(k + suffix_a.len()) as u64, (k + suffix_b.len()) as u64],
+        log_digests: None,
+        spec: None,
+        first_divergence,
+        tasks,
+        waves,
+        run,
+        races,
+        races_total,
+    }))
+}
+
+/// Both sides' facts about the candidates (what can differ), or None for the full path.
+fn facts(a: &Side<'_>, b: &Side<'_>, k: usize, level: Level) -> Result<Option<(Facts, Facts)>, Error> {
+    // The candidates: tasks, waves and the run with records after `k` on either side.
+    let mut tasks: BTreeSet<&str> = BTreeSet::new();
+    let mut waves = false;
+    let mut run = false;
+    for r in a.suffix.iter().chain(b.suffix) {
+        match &r.event {
+            Event::AttemptDispatched(x) => _ = tasks.insert(&x.task),
+            Event::AttemptExited(x) => _ = tasks.insert(&x.task),
+            Event::TaskFinished(x) => _ = tasks.insert(&x.task),
+            Event::WaveClosed(_) => waves = true,
+            Event::RunFinished(_) => run = true,
+            _ => {}
+        }
+    }
+    // Their records in the shared prefix (record 0 is `run_started`: nothing to learn).
+    let wanted: HashSet<&[u8]> = tasks.iter().map(|t| t.as_bytes()).collect();
+    let mut shared = Facts { spec: Some(Default::default()), ..Facts::default() };
+    for (seq, payload) in a.prefix.iter().enumerate().skip(1) {
+        let relevant = match peek(payload) {
+            Some((ATTEMPT_EXITED | ATTEMPT_DISPATCHED | TASK_FINISHED, Some(task))) => wanted.contains(task),
+            Some((WAVE_CLOSED, _)) => waves,
+            Some((RUN_FINISHED, _)) => run,
+            Some((ATTEMPT_EXITED | ATTEMPT_DISPATCHED | TASK_FINISHED, None)) | None => true,
+            Some(_) => false,
+        };
+        if !relevant {
+            continue;
+        }
+        let record = decode(payload, a.dir, seq)?;
+        let keep = match &record.event {
+            Event::AttemptDispatched(x) => tasks.contains(x.task.as_str()),
+            Event::AttemptExited(x) => tasks.contains(x.task.as_str()),
+            Event::TaskFinished(x) => tasks.contains(x.task.as_str()),
+            Event::WaveClosed(_) => waves,
+            Event::RunFinished(_) => run,
+            _ => false,
+        };
+        if keep {
+            shared.absorb(seq as u64, &record);
+        }
+    }
+    let side = |s: &Side<'_>| {
+        let mut f = shared.clone();
+        for (i, r) in s.suffix.iter().enumerate() {
+            f.absorb((k + i) as u64, r);
+        }
+        f.floor = k as u64;
+        f
+    };
+    let (mut fa, mut fb) = (side(a), side(b));
+    // A task finished before `k` on one side and after it on the other (see the module doc).
+    for t in &tasks {
+        if let (Some(&x), Some(&y)) = (fa.finished.get(*t), fb.finished.get(*t)) {
+            if (x < k as u64) != (y < k as u64) {
+                return Ok(None);
+            }
+        }
+    }
+    // Whether the spec matters (see the module doc).
+    let named = |f: &Facts, t: &str| f.tasks.contains_key(t) || f.dispatched.contains_key(t);
+    let one_sided = tasks.iter().any(|t| named(&fa, t) != named(&fb, t));
+    let racing = |pa: &BTreeMap<String, u64>, pb: &BTreeMap<String, u64>| {
+        pa.iter().filter(|(t, &x)| pb.get(*t).is_some_and(|&y| x >= k as u64 || y >= k as u64)).count() >= 2
+    };
+    let mut need_spec = one_sided
+        || (level != Level::Outcomes && (racing(&fa.dispatched, &fb.dispatched) || racing(&fa.finished, &fb.finished)));
+    loop {
+        let (mut xa, mut xb) = (fa.clone(), fb.clone());
+        if need_spec {
+            let declared = declared(a, &tasks)?;
+            for x in [&mut xa, &mut xb] {
+                x.order = declared.0.clone();
+                x.parent = declared.1.clone();
+            }
+        }
+        xa.settle();
+        xb.settle();
+        if !need_spec && outcomes::outcome_diffs(&xa, &xb).0.len() >= 2 {
+            need_spec = true; // their order is the spec's declaration order
+            continue;
+        }
+        (fa, fb) = (xa, xb);
+        break;
+    }
+    Ok(Some((fa, fb)))
+}
+
+/// The candidates the spec declares, in declaration order, with their parents: what
+/// `Facts::learn_spec` gives, restricted to them (nothing for an unreadable spec).
+#[allow(clippy::type_complexity)]
+fn declared(a: &Side<'_>, tasks: &BTreeSet<&str>) -> Result<(Vec<String>, BTreeMap<String, Option<String>>), Error> {
+    let record = decode(a.first, a.dir, 0)?;
+    let mut f = Facts::default();
+    if let Event::RunStarted(s) = &record.event {
+        if let Ok(spec) = serde_json::from_str::<Spec>(&s.spec) {
+            f.learn_spec(&spec);
+        }
+    }
+    f.order.retain(|t| tasks.contains(t.as_str()));
+    f.parent.retain(|t, _| tasks.contains(t.as_str()));
+    Ok((f.order, f.parent))
+}
+
+/// One side seen through the walk: the shared prefix (A's bytes; record 0 its own) and
+/// its decoded suffix. Decodes prefix records on demand; a failure is kept in `error`.
+struct Side<'a> {
+    first: &'a [u8],
+    prefix: &'a [&'a [u8]],
+    suffix: &'a [Record],
+    dir: &'a Path,
+    error: RefCell<Option<ReadError>>,
+}
+
+impl Side<'_> {
+    fn payload(&self, seq: usize) -> &[u8] {
+        if seq == 0 {
+            self.first
+        } else {
+            self.prefix[seq]
+        }
+    }
+
+    fn decoded(&self, seq: usize) -> Option<Record> {
+        match decode(self.payload(seq), self.dir, seq) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.error.borrow_mut().get_or_insert(e);
+                None
+            }
+        }
+    }
+}
+
+impl Records for Side<'_> {
+    fn count(&self) -> usize {
+        self.prefix.len() + self.suffix.len()
+    }
+
+    fn at(&self, seq: usize) -> Option<Record> {
+        let k = self.prefix.len();
+        if seq < k {
+            self.decoded(seq)
+        } else {
+            self.suffix.get(seq - k).cloned()
+        }
+    }
+
+    fn naming(&self, from: usize, to: usize, x: &str, y: &str) -> Vec<(u64, Record)> {
+        let k = self.prefix.len();
+        let about = |r: &Record| task_of(&r.event).is_some_and(|t| t == x || t == y);
+        let mut out = Vec::new();
+        if from > to || from >= self.count() {
+            return out;
+        }
+        for seq in from..=to.min(self.count() - 1) {
+            if seq < k {
+                // A decoded task name is a run of the payload's bytes: skip the others.
+                let p = self.payload(seq);
+                if contains(p, x.as_bytes()) || contains(p, y.as_bytes()) {
+                    out.extend(self.decoded(seq).filter(about).map(|r| (seq as u64, r)));
+                }
+            } else if about(&self.suffix[seq - k]) {
+                out.push((seq as u64, self.suffix[seq - k].clone()));
+            }
+        }
+        out
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A payload's kind code and, when its body starts with a string (the task, for the
+/// kinds the prefix scan looks for), that string's bytes, read from the MessagePack
+/// `[kind, time_ms, [field, ...]]` without decoding. None when the encoding is not the
+/// one orch writes: the caller then decodes.
+fn peek(p: &[u8]) -> Option<(u16, Option<&[u8]>)> {
+    if p.first() != Some(&0x93) {
+        return None;
+    }
+    let kind = *p.get(1)?;
+    if kind >= 0x80 {
+        return None;
+    }
+    let mut at = 2;
+    at += match *p.get(at)? {
+        0x00..=0x7f => 1,
+        0xcc => 2,
+        0xcd => 3,
+        0xce => 5,
+        0xcf => 9,
+        _ => return None,
+    };
+    at += match *p.get(at)? {
+        0x90..=0x9f => 1,
+        0xdc => 3,
+        0xdd => 5,
+        _ => return Some((kind as u16, None)),
+    };
+    let be = |from: usize, n: usize| -> Option<usize> {
+        Some(p.get(from..from + n)?.iter().fold(0usize, |acc, &b| acc << 8 | b as usize))
+    };
+    let (len, head) = match *p.get(at)? {
+        b @ 0xa0..=0xbf => ((b & 0x1f) as usize, 1),
+        0xd9 => (be(at + 1, 1)?, 2),
+        0xda => (be(at + 1, 2)?, 3),
+        0xdb => (be(at + 1, 4)?, 5),
+        _ => return Some((kind as u16, None)),
+    };
+    Some((kind as u16, p.get(at + head..at + head + len)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orch_engine::record::{AttemptDispatched, WaveOpened};
+
+    #[test]
+    fn peek_reads_kind_and_task() {
+        let r = Record::new(
+            70_000,
+            Event::AttemptDispatched(AttemptDispatched { task: "build".into(), attempt: 1, deadline_ms: None }),
+        );
+        assert_eq!(peek(&r.encode()), Some((ATTEMPT_DISPATCHED, Some(&b"build"[..]))));
+        let long = "x".repeat(300);
+        let r = Record::new(
+            1,
+            Event::AttemptDispatched(AttemptDispatched { task: long.clone(), attempt: 1, deadline_ms: None }),
+        );
+        assert_eq!(peek(&r.encode()), Some((ATTEMPT_DISPATCHED, Some(long.as_bytes()))));
+        let r = Record::new(u64::MAX, Event::WaveOpened(WaveOpened { parent: None, wave: 0 }));
+        assert_eq!(peek(&r.encode()).map(|p| p.0), Some(33));
+        assert_eq!(peek(b"\x92\x01"), None);
+    }
+}

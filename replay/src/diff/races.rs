@@ -1,0 +1,135 @@
+//! Siblings that the two runs dispatched or completed in opposite orders, with the two
+//! interleavings side by side.
+
+use std::collections::BTreeMap;
+
+use orch_engine::record::{Event, Record};
+
+use super::facts::Facts;
+use super::first::task_of;
+use super::{Race, RaceKind, Records, MAX_RACES_LISTED};
+
+/// Lines of each side of a race's interleaving.
+const MAX_INTERLEAVING_LINES: usize = 16;
+
+// ---- races --------------------------------------------------------------------------
+
+/// Sibling pairs whose first dispatch, or completion, A and B ordered differently. Every
+/// inverted pair is counted; the pairs adjacent in A's order are listed (a permutation
+/// that is not the identity always has one), so the listing is linear in the tasks.
+pub(super) fn races(a: &dyn Records, b: &dyn Records, fa: &Facts, fb: &Facts) -> (Vec<Race>, u64) {
+    let mut listed = Vec::new();
+    let mut total = 0u64;
+    for kind in [RaceKind::Dispatch, RaceKind::Completion] {
+        let (pa, pb) = match kind {
+            RaceKind::Dispatch => (&fa.dispatched, &fb.dispatched),
+            RaceKind::Completion => (&fa.finished, &fb.finished),
+        };
+        // Siblings present on both sides, grouped by parent, in A's order.
+        let mut groups: BTreeMap<Option<&String>, Vec<(u64, u64, &String)>> = BTreeMap::new();
+        for (task, &sa) in pa {
+            let Some(&sb) = pb.get(task) else { continue };
+            if sa < fa.floor && sb < fb.floor {
+                continue; // in the common prefix: in its place on both sides (see `Facts::floor`)
+            }
+            let parent = fa.parent.get(task).and_then(|p| p.as_ref());
+            if fb.parent.get(task).and_then(|p| p.as_ref()) != parent {
+                continue; // moved to another parent: not siblings on both sides
+            }
+            groups.entry(parent).or_default().push((sa, sb, task));
+        }
+        for (parent, mut group) in groups {
+            group.sort();
+            let ranks: Vec<u64> = group.iter().map(|g| g.1).collect();
+            total += count_inversions(&ranks);
+            for w in group.windows(2) {
+                let ((_, sb1, t1), (_, sb2, t2)) = (w[0], w[1]);
+                if sb2 < sb1 && listed.len() < MAX_RACES_LISTED {
+                    listed.push(Race {
+                        kind,
+                        parent: parent.cloned(),
+                        first: t1.clone(),
+                        second: t2.clone(),
+                        a: interleaving(a, fa, kind, t1, t2),
+                        b: interleaving(b, fb, kind, t1, t2),
+                    });
+                }
+            }
+        }
+    }
+    (listed, total)
+}
+
+/// Pairs `i < j` with `v[i] > v[j]` (merge sort, O(n log n)).
+pub(super) fn count_inversions(v: &[u64]) -> u64 {
+    if v.len() < 2 {
+        return 0;
+    }
+    let (l, r) = v.split_at(v.len() / 2);
+    let mut count = count_inversions(l) + count_inversions(r);
+    let (mut l, mut r) = (l.to_vec(), r.to_vec());
+    l.sort_unstable();
+    r.sort_unstable();
+    let mut j = 0;
+    for x in &l {
+        while j < r.len() && r[j] < *x {
+            j += 1;
+        }
+        count += j as u64;
+    }
+    count
+}
+
+/// The records of tasks `x` and `y` on one side, from the first record of either to the
+/// later of their `kind` events, compactly rendered (`seq time kind task#attempt`).
+fn interleaving(records: &dyn Records, facts: &Facts, kind: RaceKind, x: &str, y: &str) -> Vec<String> {
+    let at = |task: &str| match kind {
+        RaceKind::Dispatch => facts.dispatched.get(task).copied(),
+        RaceKind::Completion => facts.finished.get(task).copied(),
+    };
+    let from = [x, y].iter().filter_map(|t| facts.dispatched.get(*t).copied()).min();
+    let to = at(x).max(at(y));
+    let (Some(to), from) = (to, from) else { return Vec::new() };
+    let from = from.unwrap_or(to).min(to) as usize;
+    let to = (to as usize).min(records.count().saturating_sub(1));
+    let mut lines: Vec<String> = records.naming(from, to, x, y).iter().map(|(seq, r)| compact(*seq, r)).collect();
+    if lines.len() > MAX_INTERLEAVING_LINES {
+        let tail = lines.split_off(lines.len() - MAX_INTERLEAVING_LINES / 2);
+        lines.truncate(MAX_INTERLEAVING_LINES / 2 - 1);
+        lines.push("...".into());
+        lines.extend(tail);
+    }
+    lines
+}
+
+fn compact(seq: u64, r: &Record) -> String {
+    let attempt = match &r.event {
+        Event::AttemptDispatched(e) => Some(e.attempt),
+        Event::AttemptExited(e) => Some(e.attempt),
+        Event::AttemptKillRequested(e) => Some(e.attempt),
+        Event::RetryScheduled(e) => Some(e.attempt),
+        _ => None,
+    };
+    let task = task_of(&r.event).unwrap_or("");
+    let mut s = format!("{seq:>5} {:>7}ms {} {task}", r.time_ms, r.event.name());
+    if let Some(n) = attempt {
+        s += &format!("#{n}");
+    }
+    if let Event::TaskFinished(f) = &r.event {
+        s += &format!(" {}", f.state.name());
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inversions_are_counted() {
+        assert_eq!(count_inversions(&[]), 0);
+        assert_eq!(count_inversions(&[1, 2, 3]), 0);
+        assert_eq!(count_inversions(&[3, 2, 1]), 3);
+        assert_eq!(count_inversions(&[2, 1, 4, 3]), 2);
+    }
+}
