@@ -105,6 +105,7 @@ pub(super) struct ProcessWorld {
     graph: Arc<Graph>,
     env: ChildEnv,
     blobs: PathBuf,
+    outputs: process::OutputFiles,
     tx: mpsc::UnboundedSender<Incoming>,
     rx: mpsc::UnboundedReceiver<Incoming>,
     start: Instant,
@@ -151,6 +152,7 @@ impl ProcessWorld {
             graph,
             env: ChildEnv { run_id: config.run_id.clone(), store },
             blobs: config.store.blobs_dir(),
+            outputs: process::OutputFiles::new(&config.store.blobs_dir()),
             tx,
             rx,
             start: Instant::now().checked_sub(Duration::from_millis(elapsed_ms)).unwrap_or_else(Instant::now),
@@ -177,9 +179,10 @@ impl World for ProcessWorld {
                 let Some(t) = self.graph.task(task) else { return Ok(None) };
                 let tx = self.tx.clone();
                 let (id, n) = (task.clone(), *attempt);
-                let started = process::spawn(self.graph.task_spec(t), n, &self.env, &self.blobs, move |exit| {
-                    let _ = tx.send(Incoming::Exited { task: id, attempt: n, exit });
-                });
+                let started =
+                    process::spawn(self.graph.task_spec(t), n, &self.env, &self.outputs, &self.blobs, move |exit| {
+                        let _ = tx.send(Incoming::Exited { task: id, attempt: n, exit });
+                    });
                 tracing::debug!(task = %task, attempt = *attempt, pid = ?started.pgid, "spawned");
                 if let (Some(pgid), Some(start_ticks)) = (started.pgid, started.start_ticks) {
                     self.groups.insert((task.clone(), *attempt), pgid);

@@ -2,8 +2,12 @@
 //! stdout and stderr written straight into a blob file of the store while it runs,
 //! content-addressed (blake3) when it exits; kills go to the whole group.
 
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
@@ -39,25 +43,83 @@ pub struct Started {
     pub start_ticks: Option<u64>,
 }
 
+/// Files that children write their output into, reused from attempt to attempt:
+/// creating and unlinking a file per attempt (an inode allocated and freed each time)
+/// was the largest cost orch added to a short task. Each file is unlinked as soon as it
+/// is made, so a crash leaves nothing behind; an output is copied into the store, under
+/// its digest, only when it is not empty.
+#[derive(Debug, Clone)]
+pub struct OutputFiles {
+    dir: PathBuf,
+    free: Arc<Mutex<Vec<File>>>,
+}
+
+impl OutputFiles {
+    /// Output files for children, made in `blobs/tmp` (the store's file system).
+    pub fn new(blobs: &Path) -> OutputFiles {
+        OutputFiles { dir: blobs.join("tmp"), free: Arc::default() }
+    }
+
+    fn take(&self) -> std::io::Result<File> {
+        if let Some(f) = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(f);
+        }
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = format!("out-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let path = self.dir.join(name);
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        std::fs::remove_file(&path)?;
+        Ok(file)
+    }
+
+    /// Reads what the child wrote, stores it under its digest, and keeps the file for
+    /// the next attempt — unless something of the child's process group is still alive
+    /// (a background grandchild could still write into it).
+    fn collect(&self, mut file: File, blobs: &Path, pgid: Option<i32>) -> (Digest, u64) {
+        let mut bytes = Vec::new();
+        let read = file.seek(SeekFrom::Start(0)).and_then(|_| file.read_to_end(&mut bytes));
+        let digest = Digest::of(&bytes);
+        if read.is_ok() && !bytes.is_empty() {
+            let dest = blobs.join(digest.hex());
+            if !dest.exists() {
+                // Written under a temporary name and renamed: a blob is whole or absent.
+                let tmp = self.dir.join(format!("{}.part", digest.hex()));
+                if std::fs::write(&tmp, &bytes).is_ok() {
+                    let _ = std::fs::rename(&tmp, &dest);
+                }
+            }
+        }
+        let group_gone = pgid.is_some_and(|p| killpg(Pid::from_raw(p), None) == Err(nix::errno::Errno::ESRCH));
+        if group_gone && read.is_ok() && file.set_len(0).is_ok() && file.seek(SeekFrom::Start(0)).is_ok() {
+            self.free.lock().unwrap_or_else(|p| p.into_inner()).push(file);
+        }
+        (digest, bytes.len() as u64)
+    }
+}
+
 /// Starts one attempt of `task` and returns its process group; `on_exit` receives the
 /// exit once the child has ended and its output is stored.
 pub fn spawn(
     task: &TaskSpec,
     attempt: u32,
     env: &ChildEnv,
+    outputs: &OutputFiles,
     blobs: &Path,
     on_exit: impl FnOnce(Exit) + Send + 'static,
 ) -> Started {
     let started = Instant::now();
-    let tmp = blobs.join("tmp").join(format!("{}-{}-{attempt}", sanitize(&env.run_id), sanitize(&task.id)));
     let Some(argv) = argv_of(task.command.as_ref()) else {
         // A task with no command (simulation-only) succeeds at once in a real run.
         on_exit(Exit { status: ExitStatus::Code(0), output: Digest::of(b""), output_bytes: 0, duration_ms: 0 });
         return Started { pgid: None, start_ticks: None };
     };
+    let mut output_file = None;
     let result = (|| -> std::io::Result<tokio::process::Child> {
-        let out = std::fs::File::create(&tmp)?;
+        let out = outputs.take()?;
         let err = out.try_clone()?;
+        let child_out = out.try_clone()?;
+        output_file = Some(out);
+        let out = child_out;
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..])
             .envs(&task.env)
@@ -76,25 +138,26 @@ pub fn spawn(
         cmd.spawn()
     })();
     let blobs = blobs.to_path_buf();
-    match result {
-        Ok(mut child) => {
+    match (result, output_file) {
+        (Ok(mut child), Some(file)) => {
             let pgid = child.id().map(|p| p as i32);
             let start_ticks = pgid.and_then(|p| start_ticks(p as u32));
+            let outputs = outputs.clone();
             tokio::spawn(async move {
                 let status = match child.wait().await {
                     Ok(s) => status_of(s),
                     Err(_) => ExitStatus::Code(SPAWN_FAILED_CODE),
                 };
                 let duration_ms = started.elapsed().as_millis() as u64;
-                let (output, output_bytes) = store_output(&tmp, &blobs);
+                let (output, output_bytes) = outputs.collect(file, &blobs, pgid);
                 on_exit(Exit { status, output, output_bytes, duration_ms });
             });
             Started { pgid, start_ticks }
         }
-        Err(e) => {
+        (result, _) => {
+            let e = result.err().unwrap_or_else(|| std::io::Error::other("no output file"));
             let message = format!("orch: cannot start {:?}: {e}\n", argv[0]);
-            let _ = std::fs::write(&tmp, &message);
-            let (output, output_bytes) = store_output(&tmp, &blobs);
+            let (output, output_bytes) = store_bytes(message.as_bytes(), &blobs);
             let duration_ms = started.elapsed().as_millis() as u64;
             on_exit(Exit { status: ExitStatus::Code(SPAWN_FAILED_CODE), output, output_bytes, duration_ms });
             Started { pgid: None, start_ticks: None }
@@ -106,7 +169,10 @@ pub fn spawn(
 /// `None` if it is gone. The command name (field 2) may hold spaces and parentheses, so
 /// fields are counted after its closing parenthesis.
 pub fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // One read into a buffer (the line is a few hundred bytes): open, read, close.
+    let mut buf = [0u8; 1024];
+    let n = File::open(format!("/proc/{pid}/stat")).and_then(|mut f| f.read(&mut buf)).ok()?;
+    let stat = std::str::from_utf8(&buf[..n]).ok()?;
     let after_name = &stat[stat.rfind(')')? + 1..];
     // After the name come field 3 (state) onwards: field 22 is the 20th of those.
     after_name.split_whitespace().nth(19)?.parse().ok()
@@ -143,27 +209,15 @@ fn status_of(s: std::process::ExitStatus) -> ExitStatus {
     }
 }
 
-/// Hashes the output file and moves it to its content address; empty output stores
-/// nothing. Errors leave the digest of what could be read (the log stays truthful
-/// about the exit; a missing blob only loses the text).
-fn store_output(tmp: &Path, blobs: &Path) -> (Digest, u64) {
-    let bytes = std::fs::read(tmp).unwrap_or_default();
-    let digest = Digest::of(&bytes);
-    if bytes.is_empty() {
-        let _ = std::fs::remove_file(tmp);
-    } else {
-        let dest = blobs.join(digest.hex());
-        if dest.exists() {
-            let _ = std::fs::remove_file(tmp);
-        } else {
-            let _ = std::fs::rename(tmp, dest);
-        }
+/// Stores bytes under their digest (an error message orch writes for a child that could
+/// not start). A failure to store only loses the text; the log stays truthful.
+fn store_bytes(bytes: &[u8], blobs: &Path) -> (Digest, u64) {
+    let digest = Digest::of(bytes);
+    let dest = blobs.join(digest.hex());
+    if !bytes.is_empty() && !dest.exists() {
+        let _ = std::fs::write(dest, bytes);
     }
     (digest, bytes.len() as u64)
-}
-
-fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect()
 }
 
 #[cfg(test)]
