@@ -19,6 +19,8 @@ use crate::timeline::Timeline;
 /// The rollups of one run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Rollup {
+    /// Tasks in the run's spec.
+    pub tasks: u64,
     pub busy_ms: u64,
     pub peak_concurrency: u32,
     /// The global cap, when there is one.
@@ -49,6 +51,7 @@ impl Rollup {
     pub fn of(tl: &Timeline) -> Rollup {
         let Some(graph) = tl.graph.as_deref() else { return Rollup::default() };
         let mut r = Rollup {
+            tasks: graph.len() as u64,
             busy_ms: tl.busy_ms,
             peak_concurrency: tl.peak_concurrency,
             cap: Some(graph.global_cap()).filter(|&c| c != u32::MAX),

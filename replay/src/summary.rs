@@ -49,6 +49,8 @@ impl Summary {
     /// The summary, taking the rollups from an already computed `Rollup`.
     pub fn with_rollup(records: &[Record], rollup: &Rollup) -> Summary {
         let mut s = Summary {
+            // The timeline compiled the spec already; no second parse for a count.
+            tasks: rollup.tasks,
             busy_ms: rollup.busy_ms,
             peak_concurrency: rollup.peak_concurrency,
             cap: rollup.cap,
@@ -67,12 +69,6 @@ impl Summary {
             s.records += 1;
             s.wall_ms = s.wall_ms.max(r.time_ms);
             match &r.event {
-                Event::RunStarted(started) => {
-                    s.tasks = serde_json::from_str::<serde_json::Value>(&started.spec)
-                        .ok()
-                        .and_then(|v| v.get("task").and_then(|t| t.as_array()).map(|a| a.len() as u64))
-                        .unwrap_or(0);
-                }
                 Event::AttemptDispatched(_) => s.attempts += 1,
                 Event::RetryScheduled(_) => s.retries += 1,
                 Event::AttemptKillRequested(k) if k.reason == KillReason::Timeout => s.timeouts += 1,
