@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 
 use super::process::{self, ChildEnv, Exit};
 use super::store::Store;
-use crate::core::Action;
-use crate::drive::{start_and_drive, DriveError, World};
+use crate::core::{Action, Core};
+use crate::drive::{drive, DriveError, World};
 use crate::graph::Graph;
 use crate::journal::Journal;
 use crate::record::{AttemptExited, AttemptStarted, CancelRequested, Event, Record, TimerFired, TimerKey};
@@ -73,16 +73,17 @@ enum Incoming {
     Interrupt,
 }
 
-/// Runs a compiled workflow with real processes. `observe` sees every record once it
-/// is committed, with the state its step led to (for progress output).
-pub fn run_processes(
-    graph: Arc<Graph>,
-    config: &RunConfig,
+/// Drives `core` on from `records` (a step not yet committed) in `world`, committing
+/// every step to `journal` before its effects and showing each committed record, with
+/// the state its step led to, to `observe`; closes the journal at the end.
+pub(super) fn drive_journaled<W: World<Error = std::convert::Infallible>>(
+    core: Core,
+    records: Vec<Record>,
+    world: &mut W,
+    mut journal: Journal,
     mut observe: impl FnMut(&Record, &State),
 ) -> Result<State, RuntimeError> {
-    let mut world = ProcessWorld::new(graph.clone(), config)?;
-    let mut journal = Journal::create(&config.store.log_dir(&config.run_id), config.log)?;
-    let state = start_and_drive(graph, "process", &mut world, |records, state| {
+    let state = drive(core, records, world, |records, state| {
         journal.append(records)?;
         for r in records {
             observe(r, state);
@@ -97,6 +98,32 @@ pub fn run_processes(
     })?;
     journal.close()?;
     Ok(state)
+}
+
+/// Starts a run of `graph` under `executor` and drives it to the end (see `drive_journaled`).
+pub(super) fn start_journaled<W: World<Error = std::convert::Infallible>>(
+    graph: Arc<Graph>,
+    executor: &str,
+    world: &mut W,
+    journal: Journal,
+    observe: impl FnMut(&Record, &State),
+) -> Result<State, RuntimeError> {
+    let mut core = Core::new();
+    let mut records = Vec::new();
+    core.start(graph, executor, &mut records)?;
+    drive_journaled(core, records, world, journal, observe)
+}
+
+/// Runs a compiled workflow with real processes. `observe` sees every record once it
+/// is committed, with the state its step led to (for progress output).
+pub fn run_processes(
+    graph: Arc<Graph>,
+    config: &RunConfig,
+    observe: impl FnMut(&Record, &State),
+) -> Result<State, RuntimeError> {
+    let mut world = ProcessWorld::new(graph.clone(), config)?;
+    let journal = Journal::create(&config.store.log_dir(&config.run_id), config.log)?;
+    start_journaled(graph, "process", &mut world, journal, observe)
 }
 
 /// Children, their process groups, timers, and the signal handler.

@@ -16,7 +16,6 @@ use orch_log_format::{Durability, Options};
 pub use driver::RuntimeError;
 pub use store::{Resolved, Store, StoreError};
 
-use crate::drive::{start_and_drive, DriveError};
 use crate::graph::Graph;
 use crate::journal::Journal;
 use crate::record::Record;
@@ -70,7 +69,7 @@ pub fn effective_spec(mut spec: Spec, launch: &Launch) -> Spec {
 
 /// Creates the run in the store and runs it to the end. `observe` sees each record
 /// once it is committed, with the state it led to.
-pub fn launch(spec: Spec, launch: &Launch, mut observe: impl FnMut(&Record, &State)) -> Result<Finished, RuntimeError> {
+pub fn launch(spec: Spec, launch: &Launch, observe: impl FnMut(&Record, &State)) -> Result<Finished, RuntimeError> {
     let spec = effective_spec(spec, launch);
     let graph = Arc::new(Graph::compile(spec, "spec").map_err(|e| crate::state::ApplyError::BadSpec(e.to_string()))?);
     let run_id = launch.store.create_run(launch.spec_ext, &launch.spec_text)?;
@@ -78,23 +77,9 @@ pub fn launch(spec: Spec, launch: &Launch, mut observe: impl FnMut(&Record, &Sta
     let options = Options { durability: launch.durability, ..Options::default() };
     let state = if launch.sim {
         // Simulated children perform no real effects: the log needs no syncing.
-        let mut journal = Journal::create(&log, Options { durability: Durability::Never, ..options })?;
+        let journal = Journal::create(&log, Options { durability: Durability::Never, ..options })?;
         let mut world = SimWorld::new(graph.clone(), graph.spec.run.seed);
-        let state = start_and_drive(graph, "sim", &mut world, |records, state| {
-            journal.append(records)?;
-            for r in records {
-                observe(r, state);
-            }
-            Ok::<(), orch_log_format::Error>(())
-        })
-        .map_err(|e| match e {
-            DriveError::Apply(a) => RuntimeError::Apply(a),
-            DriveError::Commit(l) => RuntimeError::Log(l),
-            DriveError::World(never) => match never {},
-            stalled @ DriveError::Stalled { .. } => RuntimeError::Stalled(stalled.to_string()),
-        })?;
-        journal.close()?;
-        state
+        driver::start_journaled(graph, "sim", &mut world, journal, observe)?
     } else {
         let config = driver::RunConfig {
             store: launch.store.clone(),

@@ -17,11 +17,11 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::Signal;
 use orch_log_format::{Options, TornTail, Writer};
 
-use super::driver::{ProcessWorld, RunConfig, RuntimeError};
+use super::driver::{drive_journaled, ProcessWorld, RunConfig, RuntimeError};
 use super::process;
 use super::store::Store;
 use crate::core::Action;
-use crate::drive::{drive, DriveError, World};
+use crate::drive::World;
 use crate::journal::{read_records, Journal};
 use crate::record::{AttemptLost, Event, Record, TimerKey};
 use crate::recover::recover;
@@ -42,6 +42,29 @@ pub struct Resumed {
     pub killed: Vec<u32>,
 }
 
+/// How long `open_writer` keeps trying a lock that is held.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `Writer::open`, retried for up to [`LOCK_WAIT`] while the lock is held. Readers that
+/// ask whether a run is live (`lock_state`: `orch log`, `orch ls`, `orch show --watch`)
+/// take a *shared* lock on `LOCK` for an instant, and an exclusive try-lock fails
+/// meanwhile: resume used to refuse with "already open for writing by another writer
+/// (pid N)", N being the dead engine (1 crash-harness trial in 1,000, where an orphaned
+/// child runs `orch log`; reproduced by `cli/tests/crash.rs`
+/// `a_reader_probing_the_lock_does_not_make_resume_refuse`). A live writer holds the
+/// lock for good and is still refused, after the wait.
+fn open_writer(log: &Path, options: Options) -> Result<(Writer, orch_log_format::Recovery), orch_log_format::Error> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match Writer::open(log, options) {
+            Err(orch_log_format::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Resumes the run whose log is `log` (in `store`, for blobs and the child env).
 pub fn resume(
     store: &Store,
@@ -49,9 +72,9 @@ pub fn resume(
     log: &Path,
     options: Options,
     kill_grace: std::time::Duration,
-    mut observe: impl FnMut(&Record, &State),
+    observe: impl FnMut(&Record, &State),
 ) -> Result<Resumed, RuntimeError> {
-    let (writer, recovery) = Writer::open(log, options)?;
+    let (writer, recovery) = open_writer(log, options)?;
     let records = read_records(log)?;
     let recovered = recover(&records)?;
     let (core, pending) = (recovered.core, recovered.pending);
@@ -132,21 +155,7 @@ pub fn resume(
         }
     }
 
-    let mut journal = Journal::from_writer(writer);
     let pending_count = pending.len();
-    let state = drive(core, records_out, &mut world, |records, state| {
-        journal.append(records)?;
-        for r in records {
-            observe(r, state);
-        }
-        Ok::<(), orch_log_format::Error>(())
-    })
-    .map_err(|e| match e {
-        DriveError::Apply(a) => RuntimeError::Apply(a),
-        DriveError::Commit(l) => RuntimeError::Log(l),
-        DriveError::World(never) => match never {},
-        stalled @ DriveError::Stalled { .. } => RuntimeError::Stalled(stalled.to_string()),
-    })?;
-    journal.close()?;
+    let state = drive_journaled(core, records_out, &mut world, Journal::from_writer(writer), observe)?;
     Ok(Resumed { state, log: log.to_path_buf(), torn: recovery.torn, pending: pending_count, lost, killed })
 }
