@@ -61,6 +61,13 @@ pub struct RunArgs {
     /// Seed for retry jitter and the simulated order of simultaneous completions.
     #[arg(long)]
     pub seed: Option<u64>,
+    #[command(flatten)]
+    pub exec: ExecFlags,
+}
+
+/// How a run is executed and reported: shared by `run` and `resume`.
+#[derive(Debug, Args)]
+pub struct ExecFlags {
     /// When records reach the disk: always, batch (group commit) or never.
     #[arg(long, default_value = "batch")]
     pub durability: String,
@@ -76,15 +83,8 @@ pub struct RunArgs {
 pub struct ResumeArgs {
     /// Run id, unique prefix, `latest`, or a log directory.
     pub run: String,
-    /// When records reach the disk: always, batch (group commit) or never.
-    #[arg(long, default_value = "batch")]
-    pub durability: String,
-    /// Milliseconds between SIGTERM and SIGKILL when an attempt is killed.
-    #[arg(long, default_value_t = 2000)]
-    pub kill_grace_ms: u64,
-    /// Print the final summary as JSON (and no progress).
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub exec: ExecFlags,
 }
 
 #[derive(Debug, Args)]

@@ -18,7 +18,7 @@ use crate::output::{line, Progress};
 pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, Failure> {
     // Arguments first, then the file: a bad flag is reported whatever the spec holds.
     let durability: Durability =
-        a.durability.parse().map_err(|e: orch_log_format::Error| Failure::Input(format!("--durability: {e}")))?;
+        a.exec.durability.parse().map_err(|e: orch_log_format::Error| Failure::Input(format!("--durability: {e}")))?;
     let (name, text, format) = read_spec(a)?;
     let spec = spec::parse(&text, &name, format)?;
     let launch = Launch {
@@ -32,36 +32,43 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, Failure> {
         seed: a.seed,
         sim: a.sim,
         durability,
-        kill_grace: Duration::from_millis(a.kill_grace_ms),
+        kill_grace: Duration::from_millis(a.exec.kill_grace_ms),
     };
-    let mut progress = Progress::new(a.json);
+    let mut progress = Progress::new(a.exec.json);
     let wall = std::time::Instant::now();
-    let finished =
-        runtime::launch(spec, &launch, |r, s| progress.record(r, s)).map_err(|e| Failure::Other(e.to_string()))?;
+    let finished = runtime::launch(spec, &launch, |r, s| progress.record(r, s)).map_err(|e| match e {
+        runtime::RuntimeError::Log(l) if is_write_failure(&l) => log_write_failed(&l),
+        other => Failure::Other(other.to_string()),
+    })?;
     progress.finish();
-    finish(&finished.run_id, &finished.log, a.json, wall)
+    finish(&finished.run_id, &finished.log, a.exec.json, wall)
 }
 
 /// `orch resume`: continue a run whose engine died, from its log.
 pub fn resume(cli: &Cli, a: &ResumeArgs) -> Result<ExitCode, Failure> {
     let durability: Durability =
-        a.durability.parse().map_err(|e: orch_log_format::Error| Failure::Input(format!("--durability: {e}")))?;
+        a.exec.durability.parse().map_err(|e: orch_log_format::Error| Failure::Input(format!("--durability: {e}")))?;
     let store = Store::at(&cli.store);
     let run = store.resolve(&a.run)?;
     let run_id = run.id.clone().unwrap_or_else(|| run.log.display().to_string());
-    let mut progress = Progress::new(a.json);
+    let mut progress = Progress::new(a.exec.json);
     let wall = std::time::Instant::now();
     let options = orch_log_format::Options { durability, ..Default::default() };
-    let resumed =
-        runtime::resume::resume(&store, &run_id, &run.log, options, Duration::from_millis(a.kill_grace_ms), |r, s| {
-            progress.record(r, s)
-        })
-        .map_err(|e| match e {
-            runtime::RuntimeError::Log(l) => Failure::from(l),
-            other => Failure::Input(other.to_string()),
-        })?;
+    let resumed = runtime::resume::resume(
+        &store,
+        &run_id,
+        &run.log,
+        options,
+        Duration::from_millis(a.exec.kill_grace_ms),
+        |r, s| progress.record(r, s),
+    )
+    .map_err(|e| match e {
+        runtime::RuntimeError::Log(l) if is_write_failure(&l) => log_write_failed(&l),
+        runtime::RuntimeError::Log(l) => Failure::from(l),
+        other => Failure::Input(other.to_string()),
+    })?;
     progress.finish();
-    if !a.json {
+    if !a.exec.json {
         if let Some(t) = &resumed.torn {
             line(format!(
                 "recovered: dropped {} bytes of an unfinished write at {}:{}",
@@ -80,7 +87,26 @@ pub fn resume(cli: &Cli, a: &ResumeArgs) -> Result<ExitCode, Failure> {
             line(format!("recovered: killed surviving process groups {:?}", resumed.killed))?;
         }
     }
-    finish(&run_id, &resumed.log, a.json, wall)
+    finish(&run_id, &resumed.log, a.exec.json, wall)
+}
+
+/// An IO error on the log (disk full, file too large, permission denied, a failed sync)
+/// or a writer poisoned by one: the run could not record what happens next, so it
+/// stopped. Reading errors (damage, a held lock) are reported as they are.
+fn is_write_failure(e: &orch_log_format::Error) -> bool {
+    matches!(e, orch_log_format::Error::Io { .. } | orch_log_format::Error::Poisoned)
+}
+
+/// A bare "No space left on device" did not say what failed nor what to do (issue 7:
+/// "disk full ... while appending: a clear error"). The run cannot be marked failed —
+/// its log is what could not be written — and attempts still running are left as they
+/// are: `orch resume` kills any survivor (pid + start time) and continues the run from
+/// its last whole record.
+fn log_write_failed(e: &orch_log_format::Error) -> Failure {
+    Failure::Other(format!(
+        "writing the run's log failed: {e}\nthe run stopped at its last whole record (attempts still running were \
+         left running); once the cause is fixed, `orch resume RUN` continues it"
+    ))
 }
 
 /// Prints the summary of a finished run and maps its outcome to the exit code.
