@@ -1,11 +1,17 @@
 //! `orch diff` on two logs of ~1,000,000 records each that diverge only at the end,
 //! against `orch verify` of the same two logs (issue target: diff ≤ 2 × verify).
 //! Run: `cargo bench -p orch-replay --bench diff_scale` (`DIFF_SCALE_TASKS` to resize).
+//!
+//! Two pairs of logs, both against the same log A:
+//! - `end`: the same workflow, where the process that exits last failed in B (its exit,
+//!   its `task_finished` and `run_finished` differ): the logs share every byte up to there.
+//! - `spec`: B's workflow scripts that failure (the last task's `sim` entry differs), so
+//!   `run_started` differs too and the spec section compares the two workflows.
 
 use std::time::Instant;
 
 use orch_engine::journal::{Journal, PipelinedJournal};
-use orch_engine::record::Record;
+use orch_engine::record::{Event, ExitStatus, Record, RunOutcome, Terminal};
 use orch_engine::sim::simulate;
 use orch_engine::spec::{Command, SimBehaviour, SimOutcome, Spec, TaskSpec};
 use orch_log_format::{Durability, Options};
@@ -17,15 +23,31 @@ fn main() {
     }
     let tasks: usize = std::env::var("DIFF_SCALE_TASKS").ok().and_then(|s| s.parse().ok()).unwrap_or(333_333);
     let dir = tempfile::tempdir().expect("tempdir");
-    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let (a, end, edited) = (dir.path().join("a"), dir.path().join("end"), dir.path().join("spec"));
     let mut records = 0;
-    for (path, last_fails) in [(&a, false), (&b, true)] {
+    // The task whose process exits last (A's log is written first).
+    let mut last = String::new();
+    for (path, spec_fails, process_fails) in [(&a, false, false), (&end, false, true), (&edited, true, false)] {
         let journal = Journal::create(path, Options { durability: Durability::Never, ..Options::default() }).unwrap();
         let mut journal = PipelinedJournal::new(journal);
         let mut n = 0;
-        simulate(chain_of_layers(tasks, last_fails), 1, |rs: &[Record]| {
+        let mut batch = Vec::new();
+        simulate(chain_of_layers(tasks, spec_fails), 1, |rs: &[Record]| {
             n += rs.len();
-            journal.append(rs)
+            if !process_fails {
+                if let Some(Event::AttemptExited(e)) =
+                    rs.iter().rev().map(|r| &r.event).find(|e| matches!(e, Event::AttemptExited(_)))
+                {
+                    last.clone_from(&e.task);
+                }
+                return journal.append(rs);
+            }
+            batch.clear();
+            batch.extend(rs.iter().cloned().map(|mut r| {
+                fail_at_the_end(&mut r, &last);
+                r
+            }));
+            journal.append(&batch)
         })
         .expect("simulation");
         journal.close().unwrap();
@@ -40,23 +62,31 @@ fn main() {
             })
             .fold(f64::MAX, f64::min)
     };
-    let verify = best(&|| {
-        orch_log_format::verify(&a).unwrap();
-        orch_log_format::verify(&b).unwrap();
-    });
-    let mut rows = Vec::new();
-    for level in [Level::Exact, Level::Decisions, Level::Outcomes] {
-        let t = best(&|| {
-            let report = diff_logs(&a, &b, level).unwrap();
-            assert!(!report.identical, "the logs differ at the end");
+    println!("{records} records per log");
+    println!("| pair | level | verify of both | diff | diff / verify |");
+    println!("|---|---|---:|---:|---:|");
+    for (name, b) in [("end", &end), ("spec", &edited)] {
+        let verify = best(&|| {
+            orch_log_format::verify(&a).unwrap();
+            orch_log_format::verify(b).unwrap();
         });
-        rows.push((level, t));
+        for level in [Level::Exact, Level::Decisions, Level::Outcomes] {
+            let t = best(&|| {
+                let report = diff_logs(&a, b, level).unwrap();
+                assert!(!report.identical, "the logs differ at the end");
+            });
+            println!("| {name} | {} | {:.1} ms | {:.1} ms | {:.2} |", level.name(), verify * 1e3, t * 1e3, t / verify);
+        }
     }
-    println!("{records} records per log; verify of both: {:.1} ms", verify * 1e3);
-    println!("| level | diff time | diff / verify |");
-    println!("|---|---:|---:|");
-    for (level, t) in rows {
-        println!("| {level:?} | {:.1} ms | {:.2} |", t * 1e3, t / verify);
+}
+
+/// The last task's process fails (exit code 1): its exit, its end and the run's end say so.
+fn fail_at_the_end(r: &mut Record, last: &str) {
+    match &mut r.event {
+        Event::AttemptExited(e) if e.task == last => e.status = ExitStatus::Code(1),
+        Event::TaskFinished(f) if f.task == last => f.state = Terminal::Failed,
+        Event::RunFinished(f) => f.outcome = RunOutcome::Failed,
+        _ => {}
     }
 }
 
