@@ -30,6 +30,7 @@ mod first;
 mod outcomes;
 mod races;
 mod render;
+mod view;
 
 use facts::Facts;
 
