@@ -199,17 +199,19 @@ impl ProcessWorld {
 impl World for ProcessWorld {
     type Error = std::convert::Infallible;
 
-    fn perform(&mut self, action: &Action, _state: &State) -> Result<Option<Event>, Self::Error> {
+    fn perform(&mut self, action: &Action, state: &State) -> Result<Option<Event>, Self::Error> {
         let _context = self.runtime.enter();
         match action {
             Action::Spawn { task, attempt } => {
                 let Some(t) = self.graph.task(task) else { return Ok(None) };
                 let tx = self.tx.clone();
                 let (id, n) = (task.clone(), *attempt);
-                let started =
-                    process::spawn(self.graph.task_spec(t), n, &self.env, &self.outputs, &self.blobs, move |exit| {
-                        let _ = tx.send(Incoming::Exited { task: id, attempt: n, exit });
-                    });
+                let lost = if self.graph.spec.run.lost_attempts_count { 0 } else { state.task(t).lost };
+                let number = process::AttemptNumber { counted: n.saturating_sub(lost), id: n };
+                let spec = self.graph.task_spec(t);
+                let started = process::spawn(spec, number, &self.env, &self.outputs, &self.blobs, move |exit| {
+                    let _ = tx.send(Incoming::Exited { task: id, attempt: n, exit });
+                });
                 tracing::debug!(task = %task, attempt = *attempt, pid = ?started.pgid, "spawned");
                 if let (Some(pgid), Some(start_ticks)) = (started.pgid, started.start_ticks) {
                     self.groups.insert((task.clone(), *attempt), pgid);

@@ -97,11 +97,21 @@ impl OutputFiles {
     }
 }
 
+/// Which attempt a child is, as it is told in its environment: `ORCH_ATTEMPT` is the
+/// attempt as the retry policy counts it (attempts lost to an engine crash left out,
+/// unless `run.lost_attempts_count`), so a resumed task behaves as in an uninterrupted
+/// run; `ORCH_ATTEMPT_ID` is the attempt's number in the log.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptNumber {
+    pub counted: u32,
+    pub id: u32,
+}
+
 /// Starts one attempt of `task` and returns its process group; `on_exit` receives the
 /// exit once the child has ended and its output is stored.
 pub fn spawn(
     task: &TaskSpec,
-    attempt: u32,
+    attempt: AttemptNumber,
     env: &ChildEnv,
     outputs: &OutputFiles,
     blobs: &Path,
@@ -125,7 +135,8 @@ pub fn spawn(
             .envs(&task.env)
             .env("ORCH_RUN_ID", &env.run_id)
             .env("ORCH_TASK_ID", &task.id)
-            .env("ORCH_ATTEMPT", attempt.to_string())
+            .env("ORCH_ATTEMPT", attempt.counted.to_string())
+            .env("ORCH_ATTEMPT_ID", attempt.id.to_string())
             .env("ORCH_STORE", &env.store)
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))

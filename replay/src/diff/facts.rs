@@ -28,6 +28,8 @@ pub(super) struct Facts {
     /// Dispatches and completions before this seq on both sides are left out of the race
     /// search: 0 for whole logs; the fast path's common prefix (see `fast`).
     pub floor: u64,
+    /// Task → attempts lost when the engine died (see `absorb`).
+    pub lost: BTreeMap<String, u32>,
 }
 
 impl Facts {
@@ -59,10 +61,14 @@ impl Facts {
                 let t = f.tasks.entry(e.task.clone()).or_default();
                 t.output = Some(e.output);
             }
+            Event::AttemptLost(l) => *f.lost.entry(l.task.clone()).or_default() += 1,
             Event::TaskFinished(done) => {
+                // Attempts lost to an engine crash are left out: a resumed run compares
+                // equal to an uninterrupted one, as its aggregates do.
+                let lost = f.lost.get(&done.task).copied().unwrap_or(0);
                 let t = f.tasks.entry(done.task.clone()).or_default();
                 t.state = Some(done.state);
-                t.attempts = done.attempts;
+                t.attempts = done.attempts.saturating_sub(lost);
                 t.aggregate = done.aggregate;
                 f.finished.insert(done.task.clone(), seq);
             }

@@ -53,6 +53,7 @@ const PARALLEL_DECODE_MIN: usize = 4096;
 /// Record kind codes the prefix scan looks at (see `orch_engine::record`).
 pub(super) const RUN_STARTED: u16 = 1;
 pub(super) const ATTEMPT_EXITED: u16 = 2;
+pub(super) const ATTEMPT_LOST: u16 = 5;
 pub(super) const ATTEMPT_DISPATCHED: u16 = 34;
 pub(super) const TASK_FINISHED: u16 = 38;
 pub(super) const WAVE_CLOSED: u16 = 39;
@@ -262,10 +263,12 @@ fn facts(a: &Side<'_>, b: &Side<'_>, k: usize, level: Level) -> Result<Option<(F
     let mut shared = Facts { spec: Some(Default::default()), ..Facts::default() };
     for (seq, payload) in a.prefix.iter().enumerate().skip(1) {
         let relevant = match peek(payload) {
-            Some((ATTEMPT_EXITED | ATTEMPT_DISPATCHED | TASK_FINISHED, Some(task))) => wanted.contains(task),
+            Some((ATTEMPT_EXITED | ATTEMPT_LOST | ATTEMPT_DISPATCHED | TASK_FINISHED, Some(task))) => {
+                wanted.contains(task)
+            }
             Some((WAVE_CLOSED, _)) => waves,
             Some((RUN_FINISHED, _)) => run,
-            Some((ATTEMPT_EXITED | ATTEMPT_DISPATCHED | TASK_FINISHED, None)) | None => true,
+            Some((ATTEMPT_EXITED | ATTEMPT_LOST | ATTEMPT_DISPATCHED | TASK_FINISHED, None)) | None => true,
             Some(_) => false,
         };
         if !relevant {
@@ -275,6 +278,7 @@ fn facts(a: &Side<'_>, b: &Side<'_>, k: usize, level: Level) -> Result<Option<(F
         let keep = match &record.event {
             Event::AttemptDispatched(x) => tasks.contains(x.task.as_str()),
             Event::AttemptExited(x) => tasks.contains(x.task.as_str()),
+            Event::AttemptLost(x) => tasks.contains(x.task.as_str()),
             Event::TaskFinished(x) => tasks.contains(x.task.as_str()),
             Event::WaveClosed(_) => waves,
             Event::RunFinished(_) => run,
