@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::graph::Graph;
 use crate::record::{Digest, Event, Record, RunStarted, TimerKey};
-use crate::scheduler::decide;
+use crate::scheduler::decide_into;
 use crate::spec::Spec;
 use crate::state::{ApplyError, State};
 
@@ -68,12 +68,14 @@ impl Core {
         // task or a wave; far more rounds than that means the scheduler is looping.
         let graph_size = self.state.graph().map_or(0, |g| g.len() + g.waves.len());
         let limit = 8 * graph_size + 64;
+        let mut decisions = Vec::new();
         for _ in 0..limit {
-            let decisions = decide(&self.state);
+            decisions.clear();
+            decide_into(&self.state, &mut decisions);
             if decisions.is_empty() {
                 return Ok(());
             }
-            for d in decisions {
+            for d in decisions.drain(..) {
                 let record = Record::new(self.state.now_ms(), d);
                 self.state.apply(&record)?;
                 out.push(record);

@@ -16,122 +16,117 @@ use crate::state::{AttemptOutcome, Phase, RunPhase, State};
 
 /// The decisions due in `state`, or nothing when the state is quiescent.
 pub fn decide(state: &State) -> Vec<Event> {
+    let mut out = Vec::new();
+    decide_into(state, &mut out);
+    out
+}
+
+/// `decide`, appending to `out` (the core reuses one buffer for every round).
+pub fn decide_into(state: &State, out: &mut Vec<Event>) {
     if state.run_phase() != RunPhase::Running {
-        return Vec::new();
+        return;
     }
     let graph = state.graph().expect("a running state has a graph");
     let id = |t: TaskIdx| graph.id(t).to_string();
 
     if state.deadline_pending {
         let at_ms = state.now_ms() + graph.spec.run.timeout_ms.unwrap_or(0);
-        return vec![Event::RunDeadlineArmed(RunDeadlineArmed { at_ms })];
+        out.push(Event::RunDeadlineArmed(RunDeadlineArmed { at_ms }));
+        return;
     }
     if !state.wakes.is_empty() {
-        return state.wakes.iter().cloned().map(Event::ParentWoken).collect();
+        out.extend(state.wakes.iter().cloned().map(Event::ParentWoken));
+        return;
     }
     if !state.to_kill.is_empty() {
-        return state
-            .to_kill
-            .iter()
-            .map(|(&t, &reason)| {
-                let Phase::Running { attempt, .. } = state.task(t).phase else {
-                    unreachable!("to_kill holds running tasks only")
-                };
-                Event::AttemptKillRequested(AttemptKillRequested { task: id(t), attempt, reason })
-            })
-            .collect();
+        out.extend(state.to_kill.iter().map(|(&t, &reason)| {
+            let Phase::Running { attempt, .. } = state.task(t).phase else {
+                unreachable!("to_kill holds running tasks only")
+            };
+            Event::AttemptKillRequested(AttemptKillRequested { task: id(t), attempt, reason })
+        }));
+        return;
     }
     if !state.exited.is_empty() {
-        return state.exited.iter().map(|&t| resolve_exit(state, t)).collect();
+        out.extend(state.exited.iter().map(|&t| resolve_exit(state, t)));
+        return;
     }
     if !state.doomed.is_empty() {
-        return state
-            .doomed
-            .iter()
-            .map(|(&t, (terminal, cause))| {
-                Event::TaskFinished(TaskFinished {
-                    task: id(t),
-                    state: *terminal,
-                    attempts: state.task(t).attempts,
-                    cause: Some(cause.clone()),
-                    aggregate: None,
-                })
+        out.extend(state.doomed.iter().map(|(&t, (terminal, cause))| {
+            Event::TaskFinished(TaskFinished {
+                task: id(t),
+                state: *terminal,
+                attempts: state.task(t).attempts,
+                cause: Some(cause.clone()),
+                aggregate: None,
             })
-            .collect();
+        }));
+        return;
     }
     if !state.parents_done.is_empty() {
-        return state
-            .parents_done
-            .iter()
-            .map(|&p| {
-                let g = graph.node(p).children.expect("parents have children");
-                let group = state.group(g);
-                let (terminal, cause) = match (&group.cancelled, &group.failed) {
-                    (Some(why), _) => (Terminal::Cancelled, Some(why.clone())),
-                    (None, Some(child)) => (Terminal::Failed, Some(format!("child {child}"))),
-                    (None, None) => (Terminal::Succeeded, None),
-                };
-                Event::TaskFinished(TaskFinished {
-                    task: id(p),
-                    state: terminal,
-                    attempts: state.task(p).attempts,
-                    cause,
-                    aggregate: Some(state.aggregate_of(&graph.group(g).tasks)),
-                })
+        out.extend(state.parents_done.iter().map(|&p| {
+            let g = graph.node(p).children.expect("parents have children");
+            let group = state.group(g);
+            let (terminal, cause) = match (&group.cancelled, &group.failed) {
+                (Some(why), _) => (Terminal::Cancelled, Some(why.clone())),
+                (None, Some(child)) => (Terminal::Failed, Some(format!("child {child}"))),
+                (None, None) => (Terminal::Succeeded, None),
+            };
+            Event::TaskFinished(TaskFinished {
+                task: id(p),
+                state: terminal,
+                attempts: state.task(p).attempts,
+                cause,
+                aggregate: Some(state.aggregate_of(&graph.group(g).tasks)),
             })
-            .collect();
+        }));
+        return;
     }
     if !state.closable.is_empty() {
-        return state
-            .closable
-            .iter()
-            .map(|&w| {
-                let wave = graph.wave(w);
-                let ws = state.wave(w);
-                Event::WaveClosed(WaveClosed {
-                    parent: graph.wave_parent(w).map(id),
-                    wave: wave.ordinal,
-                    failures: ws.failures,
-                    stopped: ws.stopped,
-                    aggregate: state.aggregate_of(&wave.tasks),
-                })
+        out.extend(state.closable.iter().map(|&w| {
+            let wave = graph.wave(w);
+            let ws = state.wave(w);
+            Event::WaveClosed(WaveClosed {
+                parent: graph.wave_parent(w).map(id),
+                wave: wave.ordinal,
+                failures: ws.failures,
+                stopped: ws.stopped,
+                aggregate: state.aggregate_of(&wave.tasks),
             })
-            .collect();
+        }));
+        return;
     }
     if !state.to_delegate.is_empty() {
-        return state.to_delegate.iter().map(|&t| Event::TaskDelegated(TaskDelegated { task: id(t) })).collect();
+        out.extend(state.to_delegate.iter().map(|&t| Event::TaskDelegated(TaskDelegated { task: id(t) })));
+        return;
     }
     if !state.openable.is_empty() {
-        return state
-            .openable
-            .iter()
-            .map(|&w| {
-                Event::WaveOpened(WaveOpened { parent: graph.wave_parent(w).map(id), wave: graph.wave(w).ordinal })
-            })
-            .collect();
+        out.extend(state.openable.iter().map(|&w| {
+            Event::WaveOpened(WaveOpened { parent: graph.wave_parent(w).map(id), wave: graph.wave(w).ordinal })
+        }));
+        return;
     }
-    let dispatches = dispatch(state);
-    if !dispatches.is_empty() {
-        return dispatches;
+    let before = out.len();
+    dispatch(state, out);
+    if out.len() > before {
+        return;
     }
     if state.all_done() {
         let aggregate = state.aggregate_of(&(0..graph.len() as TaskIdx).collect::<Vec<_>>());
-        return vec![Event::RunFinished(RunFinished { outcome: state.outcome(), aggregate })];
+        out.push(Event::RunFinished(RunFinished { outcome: state.outcome(), aggregate }));
     }
-    Vec::new()
 }
 
 /// Admission control: ready tasks in canonical order, each admitted only while the
 /// global, its priority's and its wave's caps all have room.
-fn dispatch(state: &State) -> Vec<Event> {
+fn dispatch(state: &State, out: &mut Vec<Event>) {
     let graph = state.graph().expect("running");
     let mut free = graph.global_cap().saturating_sub(state.running());
     if free == 0 || state.ready.is_empty() {
-        return Vec::new();
+        return;
     }
     let mut by_priority = state.running_by_priority();
     let mut by_wave: std::collections::BTreeMap<u32, u32> = std::collections::BTreeMap::new();
-    let mut out = Vec::new();
     for key in &state.ready {
         let t = key.task;
         let node = graph.node(t);
@@ -156,7 +151,6 @@ fn dispatch(state: &State) -> Vec<Event> {
             break;
         }
     }
-    out
 }
 
 /// What follows an attempt's end: delegate to children, finish, or retry.
