@@ -19,10 +19,6 @@ pub const ROOT: GroupIdx = 0;
 #[derive(Debug, Clone)]
 pub struct Node {
     pub priority: Priority,
-    /// Tasks this one runs after (`after`), deduplicated.
-    pub deps: Box<[TaskIdx]>,
-    /// Tasks that run after this one.
-    pub dependents: Box<[TaskIdx]>,
     pub wave: WaveIdx,
     /// The group of this task's own children, if it has any.
     pub children: Option<GroupIdx>,
@@ -60,6 +56,13 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     pub groups: Vec<Group>,
     pub waves: Vec<Wave>,
+    /// Dependency edges in compressed rows (no allocation per task): task `t`'s `after`
+    /// (deduplicated, sorted) is `deps[deps_at[t]..deps_at[t + 1]]`; likewise its
+    /// dependents.
+    deps_at: Vec<u32>,
+    deps: Vec<TaskIdx>,
+    dependents_at: Vec<u32>,
+    dependents: Vec<TaskIdx>,
     /// Id → index. A hash map because records name tasks by id and every applied
     /// record resolves one; it is only ever looked up, never iterated, so its order
     /// cannot reach anything folded or decided. (Fx: a fixed hash, no random keys.)
@@ -146,35 +149,66 @@ impl Graph {
             }
         }
 
-        let mut dependents: Vec<Vec<TaskIdx>> = vec![Vec::new(); n];
         let mut nodes = Vec::with_capacity(n);
+        let mut deps_at = Vec::with_capacity(n + 1);
+        let mut deps: Vec<TaskIdx> = Vec::with_capacity(n * 2);
+        let mut indegree_of_dependents = vec![0u32; n + 1];
+        deps_at.push(0);
         for (i, t) in spec.tasks.iter().enumerate() {
-            let mut deps: Vec<TaskIdx> = t.after.iter().map(|d| lookup(d)).collect();
-            deps.sort_unstable();
-            deps.dedup();
-            for &d in &deps {
-                dependents[d as usize].push(i as TaskIdx);
+            let start = deps.len();
+            deps.extend(t.after.iter().map(|d| lookup(d)));
+            deps[start..].sort_unstable();
+            let mut kept = start;
+            for k in start..deps.len() {
+                if kept == start || deps[kept - 1] != deps[k] {
+                    deps[kept] = deps[k];
+                    kept += 1;
+                }
             }
+            deps.truncate(kept);
+            for &d in &deps[start..] {
+                indegree_of_dependents[d as usize + 1] += 1;
+            }
+            deps_at.push(deps.len() as u32);
             nodes.push(Node {
                 priority: t.priority,
-                deps: deps.into_boxed_slice(),
-                dependents: Box::new([]),
                 wave: wave_of[i],
                 children: group_of_parent[i],
                 id_rank: 0,
                 runs: runs(t),
             });
         }
-        // Dispatch tie-break: the rank of each id in sorted order.
-        let mut by_id: Vec<TaskIdx> = (0..n as TaskIdx).collect();
-        by_id.sort_unstable_by(|&a, &b| spec.tasks[a as usize].id.cmp(&spec.tasks[b as usize].id));
-        for (rank, &i) in by_id.iter().enumerate() {
+        // Dependents: a counting pass gave each task's row length; fill in task order,
+        // so every row is sorted.
+        let mut dependents_at = indegree_of_dependents;
+        for i in 0..n {
+            dependents_at[i + 1] += dependents_at[i];
+        }
+        let mut fill = dependents_at.clone();
+        let mut dependents = vec![0 as TaskIdx; deps.len()];
+        for t in 0..n {
+            for &d in &deps[deps_at[t] as usize..deps_at[t + 1] as usize] {
+                dependents[fill[d as usize] as usize] = t as TaskIdx;
+                fill[d as usize] += 1;
+            }
+        }
+        // Dispatch tie-break: the rank of each id in sorted order. Sorted by the ids'
+        // first eight bytes first (no pointer chasing), whole ids only among equals.
+        let prefix = |id: &str| {
+            let mut b = [0u8; 8];
+            let n = id.len().min(8);
+            b[..n].copy_from_slice(&id.as_bytes()[..n]);
+            u64::from_be_bytes(b)
+        };
+        let mut by_id: Vec<(u64, TaskIdx)> =
+            spec.tasks.iter().enumerate().map(|(i, t)| (prefix(&t.id), i as TaskIdx)).collect();
+        by_id.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0).then_with(|| spec.tasks[a.1 as usize].id.cmp(&spec.tasks[b.1 as usize].id))
+        });
+        for (rank, &(_, i)) in by_id.iter().enumerate() {
             nodes[i as usize].id_rank = rank as u32;
         }
-        for (node, deps) in nodes.iter_mut().zip(dependents) {
-            node.dependents = deps.into_boxed_slice();
-        }
-        Graph { spec, nodes, groups, waves, index }
+        Graph { spec, nodes, groups, waves, deps_at, deps, dependents_at, dependents, index }
     }
 
     pub fn len(&self) -> usize {
@@ -199,6 +233,16 @@ impl Graph {
 
     pub fn node(&self, t: TaskIdx) -> &Node {
         &self.nodes[t as usize]
+    }
+
+    /// Tasks `t` runs after (`after`), deduplicated, in index order.
+    pub fn deps(&self, t: TaskIdx) -> &[TaskIdx] {
+        &self.deps[self.deps_at[t as usize] as usize..self.deps_at[t as usize + 1] as usize]
+    }
+
+    /// Tasks that run after `t`, in index order.
+    pub fn dependents(&self, t: TaskIdx) -> &[TaskIdx] {
+        &self.dependents[self.dependents_at[t as usize] as usize..self.dependents_at[t as usize + 1] as usize]
     }
 
     pub fn wave(&self, w: WaveIdx) -> &Wave {

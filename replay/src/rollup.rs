@@ -105,7 +105,7 @@ pub fn critical_path(graph: &Graph, tl: &Timeline) -> (u64, Vec<TaskIdx>) {
     let mut edges: Vec<(usize, usize)> = Vec::with_capacity(4 * n);
     for t in 0..n as TaskIdx {
         let node = graph.node(t);
-        for &d in node.deps.iter() {
+        for &d in graph.deps(t) {
             edges.push((fin(d), own(t)));
         }
         let wave = graph.wave(node.wave);

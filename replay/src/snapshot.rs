@@ -82,8 +82,8 @@ fn why_waiting(state: &State, t: TaskIdx, phase: Phase) -> String {
         Phase::BackingOff { attempt } => format!("retry backoff before attempt {attempt}"),
         Phase::Delegated => "waiting for its children".to_string(),
         _ => {
-            let pending: Vec<&str> = node
-                .deps
+            let pending: Vec<&str> = graph
+                .deps(t)
                 .iter()
                 .filter(|&&d| !matches!(state.task(d).phase, Phase::Done(Terminal::Succeeded)))
                 .map(|&d| graph.id(d))

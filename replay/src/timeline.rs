@@ -247,7 +247,7 @@ impl Timeline {
         for t in 0..graph.len() {
             let node = graph.node(t as TaskIdx);
             let mut ready = self.wave_opened_ms[node.wave as usize];
-            for &d in node.deps.iter() {
+            for &d in graph.deps(t as TaskIdx) {
                 ready = match (ready, self.tasks[d as usize].finished_ms) {
                     (Some(a), Some(b)) => Some(a.max(b)),
                     _ => None,

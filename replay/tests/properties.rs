@@ -189,7 +189,7 @@ fn check_invariants(spec: &Spec, log: &[Record]) {
             Event::AttemptDispatched(d) => {
                 let t = idx(&d.task);
                 assert!(!finished.contains_key(&t), "{} dispatched after finishing", d.task);
-                for &dep in graph.node(t).deps.iter() {
+                for &dep in graph.deps(t) {
                     let state = finished.get(&dep).copied();
                     match spec.run.on_failure {
                         Downstream::Block => assert_eq!(state, Some(Terminal::Succeeded), "{} before its dep", d.task),
@@ -262,7 +262,7 @@ fn check_invariants(spec: &Spec, log: &[Record]) {
     // never ran and ended blocked (or was skipped/cancelled for another reason first).
     if spec.run.on_failure == Downstream::Block {
         for t in 0..graph.len() as u32 {
-            if graph.node(t).deps.iter().any(|d| finished[d] != Terminal::Succeeded) {
+            if graph.deps(t).iter().any(|d| finished[d] != Terminal::Succeeded) {
                 assert!(!dispatched.contains(&t));
                 assert!(matches!(finished[&t], Terminal::Blocked | Terminal::Skipped | Terminal::Cancelled));
             }

@@ -184,13 +184,11 @@ impl State {
 
     fn init(&mut self, graph: Arc<Graph>, executor: &str) {
         self.executor = executor.to_string();
-        self.tasks = graph
-            .nodes
-            .iter()
-            .map(|n| TaskState {
+        self.tasks = (0..graph.len() as TaskIdx)
+            .map(|t| TaskState {
                 phase: Phase::Waiting,
                 attempts: 0,
-                unmet: n.deps.len() as u32,
+                unmet: graph.deps(t).len() as u32,
                 output: Digest::ZERO,
                 last_status: None,
                 lost: 0,

@@ -69,7 +69,7 @@ impl State {
 
         // Dependents.
         let downstream = graph.spec.run.on_failure;
-        for &d in node.dependents.iter() {
+        for &d in graph.dependents(t) {
             if self.tasks[d as usize].phase.is_done() {
                 continue;
             }
@@ -209,7 +209,7 @@ impl State {
                 let t = targets[i];
                 let node = graph.node(t);
                 let children = node.children.map(|g| graph.group(g).tasks.as_slice()).unwrap_or(&[]);
-                for &n in node.dependents.iter().chain(children) {
+                for &n in graph.dependents(t).iter().chain(children) {
                     if seen.insert(n) {
                         targets.push(n);
                     }
