@@ -5,7 +5,9 @@
 //! replay); immutable afterwards. Task index = declaration order, which is also the
 //! order of every aggregate.
 
-use rustc_hash::FxHashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
 
 use crate::spec::{self, Priority, Spec, TaskSpec, WakePolicy, WaveFailure};
 
@@ -63,10 +65,11 @@ pub struct Graph {
     deps: Vec<TaskIdx>,
     dependents_at: Vec<u32>,
     dependents: Vec<TaskIdx>,
-    /// Id → index. A hash map because records name tasks by id and every applied
+    /// Id → index. A hash table because records name tasks by id and every applied
     /// record resolves one; it is only ever looked up, never iterated, so its order
-    /// cannot reach anything folded or decided. (Fx: a fixed hash, no random keys.)
-    index: FxHashMap<Box<str>, TaskIdx>,
+    /// cannot reach anything folded or decided. It holds bare indices (the ids live in
+    /// the spec): no allocation per task. Hashed with Fx: fixed, no random keys.
+    index: HashTable<TaskIdx>,
 }
 
 impl Graph {
@@ -79,12 +82,16 @@ impl Graph {
 
     fn compile_valid(spec: Spec) -> Graph {
         let n = spec.tasks.len();
-        let mut index: FxHashMap<Box<str>, TaskIdx> = FxHashMap::default();
-        index.reserve(n);
+        let mut index: HashTable<TaskIdx> = HashTable::with_capacity(n);
         for (i, t) in spec.tasks.iter().enumerate() {
-            index.insert(t.id.as_str().into(), i as TaskIdx);
+            let tasks = &spec.tasks;
+            index.insert_unique(id_hash(&t.id), i as TaskIdx, |&j| id_hash(&tasks[j as usize].id));
         }
-        let lookup = |id: &str| *index.get(id).expect("validated: every reference names a task");
+        let lookup = |id: &str| {
+            *index
+                .find(id_hash(id), |&j| spec.tasks[j as usize].id == id)
+                .expect("validated: every reference names a task")
+        };
 
         // Parent of every task: its own `parent`, or the parent of the wave listing it.
         let mut parent: Vec<Option<TaskIdx>> = spec.tasks.iter().map(|t| t.parent.as_deref().map(lookup)).collect();
@@ -220,7 +227,7 @@ impl Graph {
     }
 
     pub fn task(&self, id: &str) -> Option<TaskIdx> {
-        self.index.get(id).copied()
+        self.index.find(id_hash(id), |&j| self.spec.tasks[j as usize].id == id).copied()
     }
 
     pub fn id(&self, t: TaskIdx) -> &str {
@@ -274,6 +281,10 @@ impl Graph {
     pub fn priority_cap(&self, p: Priority) -> u32 {
         self.spec.run.priority_caps.get(&p).copied().unwrap_or(u32::MAX)
     }
+}
+
+fn id_hash(id: &str) -> u64 {
+    rustc_hash::FxBuildHasher.hash_one(id)
 }
 
 fn runs(t: &TaskSpec) -> bool {
