@@ -34,7 +34,7 @@
 //! path fails; `orch replay` reports it.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use orch_engine::journal::{read_records, ReadError};
@@ -259,7 +259,7 @@ fn facts(a: &Side<'_>, b: &Side<'_>, k: usize, level: Level) -> Result<Option<(F
         }
     }
     // Their records in the shared prefix (record 0 is `run_started`: nothing to learn).
-    let wanted: HashSet<&[u8]> = tasks.iter().map(|t| t.as_bytes()).collect();
+    let wanted: BTreeSet<&[u8]> = tasks.iter().map(|t| t.as_bytes()).collect();
     let mut shared = Facts { spec: Some(Default::default()), ..Facts::default() };
     for (seq, payload) in a.prefix.iter().enumerate().skip(1) {
         let relevant = match peek(payload) {
