@@ -19,6 +19,7 @@ const CORE: &[&str] = &[
     "spec/mod.rs",
     "spec/model.rs",
     "spec/validate/mod.rs",
+    "spec/validate/structure.rs",
     "spec/validate/waits_for.rs",
     "spec/parse.rs",
 ];
