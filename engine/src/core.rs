@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::graph::Graph;
-use crate::record::{Digest, Event, Record, RunStarted, TimerKey};
+use crate::record::{Digest, Event, ParentWoken, Record, RunOutcome, RunStarted, TimerKey};
 use crate::scheduler::decide_into;
 use crate::spec::Spec;
 use crate::state::{ApplyError, State};
@@ -16,6 +16,12 @@ pub enum Action {
     Spawn { task: String, attempt: u32 },
     Kill { task: String, attempt: u32 },
     ArmTimer { key: TimerKey, at_ms: u64 },
+    /// Answer control request `request` (its input and answer are committed).
+    Reply { request: u64, error: Option<String> },
+    /// Run `parent`'s wake hook for this wake and record its answer.
+    RunHook { woken: ParentWoken },
+    /// Run the `before_finalize` hook and record its verdict.
+    Finalize { outcome: RunOutcome, aggregate: Digest },
 }
 
 #[derive(Debug, Default, Clone)]
@@ -91,8 +97,9 @@ pub fn run_started(spec: &Spec, executor: &str) -> Event {
     Event::RunStarted(RunStarted { spec_digest: Digest::of(json.as_bytes()), spec: json, executor: executor.into() })
 }
 
-/// The effects of one record, appended to `out`.
-pub fn actions(record: &Record, out: &mut Vec<Action>) {
+/// The effects of one record, appended to `out`. `state` is the state after the step
+/// (only static facts of the spec are read from it: whether a parent has a hook).
+pub fn actions(record: &Record, state: &State, out: &mut Vec<Action>) {
     match &record.event {
         Event::AttemptDispatched(d) => {
             out.push(Action::Spawn { task: d.task.clone(), attempt: d.attempt });
@@ -107,6 +114,14 @@ pub fn actions(record: &Record, out: &mut Vec<Action>) {
             out.push(Action::ArmTimer { key, at_ms: r.at_ms });
         }
         Event::RunDeadlineArmed(d) => out.push(Action::ArmTimer { key: TimerKey::RunDeadline, at_ms: d.at_ms }),
+        Event::RequestAnswered(a) => out.push(Action::Reply { request: a.request, error: a.error.clone() }),
+        Event::ParentWoken(w) => {
+            let graph = state.graph().expect("a parent was woken: the run has started");
+            if graph.task(&w.parent).is_some_and(|p| graph.task_spec(p).hook.is_some()) {
+                out.push(Action::RunHook { woken: w.clone() });
+            }
+        }
+        Event::FinalizeRequested(f) => out.push(Action::Finalize { outcome: f.outcome, aggregate: f.aggregate }),
         _ => {}
     }
 }

@@ -69,7 +69,7 @@ pub fn drive<W: World, C: std::error::Error + 'static>(
         }
         effects.clear();
         for r in &records {
-            actions(r, &mut effects);
+            actions(r, core.state(), &mut effects);
         }
         records.clear();
         for effect in &effects {

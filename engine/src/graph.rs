@@ -2,8 +2,11 @@
 //! grouped into ordered waves, and the canonical dispatch rank of every task.
 //!
 //! Built once from a validated spec (from a file, or from the run-started record on
-//! replay); immutable afterwards. Task index = declaration order, which is also the
-//! order of every aggregate.
+//! replay). Task index = declaration order, which is also the order of every aggregate.
+//! It grows only by appending (tasks that running children submit, see `grow.rs`), so
+//! an index, once given, never changes: the graph at the end of a run covers all of it.
+
+mod grow;
 
 use std::hash::BuildHasher;
 
@@ -50,6 +53,8 @@ pub struct Wave {
     pub cap: Option<u32>,
     pub on_failure: WaveFailure,
     pub wake: WakePolicy,
+    /// Made at run time for submitted tasks (never holds tasks of the spec file).
+    pub dynamic: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +70,11 @@ pub struct Graph {
     deps: Vec<TaskIdx>,
     dependents_at: Vec<u32>,
     dependents: Vec<TaskIdx>,
+    /// Dependents added at run time (a submitted task blocked by an existing one): the
+    /// compressed rows cannot grow in the middle.
+    late_dependents: std::collections::BTreeMap<TaskIdx, Vec<TaskIdx>>,
+    /// Every task, sorted by id: where a submitted task's id rank comes from.
+    by_id: Vec<TaskIdx>,
     /// Id → index. A hash table because records name tasks by id and every applied
     /// record resolves one; it is only ever looked up, never iterated, so its order
     /// cannot reach anything folded or decided. It holds bare indices (the ids live in
@@ -136,6 +146,7 @@ impl Graph {
                 cap: w.max_concurrency,
                 on_failure: w.on_failure,
                 wake: w.wake,
+                dynamic: false,
             });
         }
         for (g, group) in groups.iter_mut().enumerate() {
@@ -152,6 +163,7 @@ impl Graph {
                     cap: None,
                     on_failure: WaveFailure::default(),
                     wake: WakePolicy::default(),
+                    dynamic: false,
                 });
             }
         }
@@ -215,7 +227,20 @@ impl Graph {
         for (rank, &(_, i)) in by_id.iter().enumerate() {
             nodes[i as usize].id_rank = rank as u32;
         }
-        Graph { spec, nodes, groups, waves, deps_at, deps, dependents_at, dependents, index }
+        let by_id = by_id.into_iter().map(|(_, i)| i).collect();
+        Graph {
+            spec,
+            nodes,
+            groups,
+            waves,
+            deps_at,
+            deps,
+            dependents_at,
+            dependents,
+            late_dependents: Default::default(),
+            by_id,
+            index,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -247,9 +272,15 @@ impl Graph {
         &self.deps[self.deps_at[t as usize] as usize..self.deps_at[t as usize + 1] as usize]
     }
 
-    /// Tasks that run after `t`, in index order.
-    pub fn dependents(&self, t: TaskIdx) -> &[TaskIdx] {
-        &self.dependents[self.dependents_at[t as usize] as usize..self.dependents_at[t as usize + 1] as usize]
+    /// Tasks that run after `t`, in index order (those of the spec, then those submitted
+    /// at run time, in submission order: index order too, as indices only grow).
+    pub fn dependents(&self, t: TaskIdx) -> impl Iterator<Item = TaskIdx> + '_ {
+        let compiled = match self.dependents_at.get(t as usize + 1) {
+            Some(&end) => &self.dependents[self.dependents_at[t as usize] as usize..end as usize],
+            None => &[],
+        };
+        let late = self.late_dependents.get(&t).map_or(&[][..], Vec::as_slice);
+        compiled.iter().chain(late).copied()
     }
 
     pub fn wave(&self, w: WaveIdx) -> &Wave {

@@ -50,7 +50,7 @@ use crate::core::Action;
 use crate::drive::{start_and_drive, DriveError, World};
 use crate::graph::Graph;
 use crate::journal::Journal;
-use crate::record::{AttemptExited, Digest, Event, ExitStatus, TimerFired};
+use crate::record::{AttemptExited, Digest, Event, ExitStatus, HookAnswered, TimerFired, Verdict};
 use crate::spec::Spec;
 use crate::state::State;
 
@@ -203,6 +203,30 @@ impl World for InProcessWorld {
                     tokio::time::sleep_until(deadline).await;
                     let _ = tx.send(Incoming::Timer(key));
                 });
+            }
+            // No control socket in process: nobody sends requests.
+            Action::Reply { .. } => {}
+            // Hooks are commands, and this executor runs closures, not commands: a hook
+            // in a spec run here goes on (wake) and accepts (finalize), and says so.
+            Action::RunHook { woken } => {
+                tracing::warn!(parent = %woken.parent, "in-process runs do not run hooks: answering continue");
+                let answer = HookAnswered {
+                    parent: Some(woken.parent.clone()),
+                    child: woken.child.clone(),
+                    verdict: Verdict::Continue,
+                    reason: Some("in-process run: hooks are not run".into()),
+                };
+                return Ok(Some(Event::HookAnswered(answer)));
+            }
+            Action::Finalize { .. } => {
+                tracing::warn!("in-process runs do not run hooks: accepting before_finalize");
+                let answer = HookAnswered {
+                    parent: None,
+                    child: None,
+                    verdict: Verdict::Accept,
+                    reason: Some("in-process run: hooks are not run".into()),
+                };
+                return Ok(Some(Event::HookAnswered(answer)));
             }
         }
         Ok(None)

@@ -19,3 +19,4 @@ pub mod scheduler;
 pub mod sim;
 pub mod spec;
 pub mod state;
+pub mod view;

@@ -8,11 +8,11 @@
 
 use crate::graph::TaskIdx;
 use crate::record::{
-    AttemptDispatched, AttemptKillRequested, Event, ExitStatus, RetryScheduled, RunDeadlineArmed, RunFinished,
-    TaskDelegated, TaskFinished, Terminal, WaveClosed, WaveOpened,
+    AttemptDispatched, AttemptKillRequested, ChildrenStopped, Event, ExitStatus, FinalizeRequested, RequestAnswered,
+    RetryScheduled, RunDeadlineArmed, RunFinished, TaskDelegated, TaskFinished, Terminal, WaveClosed, WaveOpened,
 };
 use crate::spec::{Backoff, Jitter, RetryPolicy};
-use crate::state::{AttemptOutcome, Phase, RunPhase, State};
+use crate::state::{AttemptOutcome, Finalize, Phase, RunPhase, State};
 
 /// The decisions due in `state`, or nothing when the state is quiescent.
 pub fn decide(state: &State) -> Vec<Event> {
@@ -34,8 +34,23 @@ pub fn decide_into(state: &State, out: &mut Vec<Event>) {
         out.push(Event::RunDeadlineArmed(RunDeadlineArmed { at_ms }));
         return;
     }
+    if !state.answers.is_empty() {
+        out.extend(state.answers.iter().map(|(&request, error)| {
+            Event::RequestAnswered(RequestAnswered { request, error: error.clone() })
+        }));
+        return;
+    }
     if !state.wakes.is_empty() {
         out.extend(state.wakes.iter().cloned().map(Event::ParentWoken));
+        return;
+    }
+    if !state.to_stop.is_empty() {
+        out.extend(
+            state
+                .to_stop
+                .iter()
+                .map(|(&p, reason)| Event::ChildrenStopped(ChildrenStopped { parent: id(p), reason: reason.clone() })),
+        );
         return;
     }
     if !state.to_kill.is_empty() {
@@ -113,7 +128,14 @@ pub fn decide_into(state: &State, out: &mut Vec<Event>) {
     }
     if state.all_done() {
         let aggregate = state.aggregate_of(&(0..graph.len() as TaskIdx).collect::<Vec<_>>());
-        out.push(Event::RunFinished(RunFinished { outcome: state.outcome(), aggregate }));
+        let outcome = state.outcome();
+        // The auditor sees a run that ran to its end, not one cancelled or timed out.
+        let audited = graph.spec.run.before_finalize.is_some() && state.ending().is_none();
+        match state.finalize() {
+            Finalize::Idle if audited => out.push(Event::FinalizeRequested(FinalizeRequested { outcome, aggregate })),
+            Finalize::Requested => {} // waiting for the hook's answer
+            _ => out.push(Event::RunFinished(RunFinished { outcome, aggregate })),
+        }
     }
 }
 
@@ -180,6 +202,7 @@ fn resolve_exit(state: &State, t: TaskIdx) -> Event {
                 Some(ending) => ending.cause().to_string(),
                 None => match reason {
                     crate::record::KillReason::Timeout => "killed at its timeout".to_string(),
+                    crate::record::KillReason::Stop => "killed: its parent's hook said stop".to_string(),
                     _ => "killed by a cancel request".to_string(),
                 },
             };
@@ -189,7 +212,9 @@ fn resolve_exit(state: &State, t: TaskIdx) -> Event {
             let policy = &spec.retry;
             // Lost attempts (the engine died under them) may be left uncounted.
             let uncounted = if graph.spec.run.lost_attempts_count { 0 } else { task.lost };
-            if attempt - uncounted < policy.max_attempts && state.ending().is_none() {
+            // A task that delegated while running is not retried: its children already run.
+            let retry = attempt - uncounted < policy.max_attempts && state.ending().is_none() && !task.released;
+            if retry {
                 let delay_ms = retry_delay_ms(policy, graph.spec.run.seed, &id, attempt);
                 return Event::RetryScheduled(RetryScheduled {
                     task: id.clone(),

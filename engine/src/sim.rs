@@ -14,9 +14,12 @@ use std::sync::Arc;
 use crate::core::Action;
 use crate::drive::{start_and_drive, DriveError, World};
 use crate::graph::Graph;
-use crate::record::{AttemptExited, CancelRequested, Digest, Event, ExitStatus, Record, TimerFired, TimerKey};
-use crate::spec::{SimBehaviour, SimOutcome, Spec};
-use crate::state::{ApplyError, State};
+use crate::record::{
+    AttemptExited, CancelRequested, Digest, Event, ExitStatus, HookAnswered, ParentWoken, Record, TaskSubmitted,
+    Terminal, TimerFired, TimerKey, Verdict,
+};
+use crate::spec::{SimBehaviour, SimFinalize, SimHook, SimOutcome, Spec, TaskSpec};
+use crate::state::{ApplyError, Phase, State};
 
 /// The signal a simulated kill reports (SIGTERM, as the process runtime sends first).
 pub const SIM_KILL_SIGNAL: i32 = 15;
@@ -39,7 +42,7 @@ pub fn simulate<E: std::error::Error + 'static>(
     mut sink: impl FnMut(&[Record]) -> Result<(), E>,
 ) -> Result<State, SimError<E>> {
     let graph = Arc::new(Graph::compile(spec, "spec").map_err(|e| ApplyError::BadSpec(e.to_string()))?);
-    let mut world = SimWorld::new(graph.clone(), order_seed);
+    let mut world = SimWorld::new(&graph, order_seed);
     start_and_drive(graph, "sim", &mut world, |records, _| sink(records)).map_err(|e| match e {
         DriveError::Apply(a) => SimError::Apply(a),
         DriveError::Commit(c) => SimError::Sink(c),
@@ -53,15 +56,18 @@ enum Due {
     Exit { slot: usize, task: String, attempt: u32, status: ExitStatus, started_ms: u64, output: String },
     Timer(TimerKey),
     Cancel(Option<String>),
+    /// A running task submits a sub-task (`sim.creates`).
+    Submit { by: String, task: Box<TaskSpec> },
+    Hook(HookAnswered),
 }
 
 /// Queue key: time first, then a seeded shuffle of simultaneous events, then arrival.
 type DueKey = (u64, u64, u64);
 
-/// Scripted children on a virtual clock.
+/// Scripted children on a virtual clock. It reads the graph through the state it is
+/// given (which grows as tasks are submitted), and holds no copy of its own.
 #[derive(Debug)]
 pub struct SimWorld {
-    graph: Arc<Graph>,
     queue: BTreeMap<DueKey, Due>,
     serial: u64,
     order_seed: u64,
@@ -71,12 +77,11 @@ pub struct SimWorld {
 }
 
 impl SimWorld {
-    pub fn new(graph: Arc<Graph>, order_seed: u64) -> SimWorld {
+    pub fn new(graph: &Graph, order_seed: u64) -> SimWorld {
         let running = vec![None; graph.len()];
-        let cancels = graph.spec.run.sim_cancel.clone();
-        let mut world = SimWorld { graph, queue: BTreeMap::new(), serial: 0, order_seed, running };
-        for c in cancels {
-            world.push(c.at_ms, Due::Cancel(c.task));
+        let mut world = SimWorld { queue: BTreeMap::new(), serial: 0, order_seed, running };
+        for c in &graph.spec.run.sim_cancel {
+            world.push(c.at_ms, Due::Cancel(c.task.clone()));
         }
         world
     }
@@ -88,9 +93,37 @@ impl SimWorld {
         key
     }
 
-    fn slot(&self, task: &str) -> usize {
-        self.graph.task(task).expect("actions name tasks of the graph") as usize
+    fn slot(&mut self, state: &State, task: &str) -> usize {
+        let slot = graph_of(state).task(task).expect("actions name tasks of the graph") as usize;
+        if slot >= self.running.len() {
+            self.running.resize(slot + 1, None);
+        }
+        slot
     }
+
+    /// The scripted answer of `parent`'s wake hook to the completion of `child`.
+    fn hook_answer(state: &State, woken: &ParentWoken) -> HookAnswered {
+        let graph = graph_of(state);
+        let script = graph.task(&woken.parent).and_then(|p| graph.task_spec(p).sim.as_ref()).map(|b| b.hook);
+        let failed = woken.child.as_deref().and_then(|c| graph.task(c)).and_then(|c| match state.task(c).phase {
+            Phase::Done(Terminal::Succeeded) => None,
+            Phase::Done(other) => Some(other),
+            _ => None,
+        });
+        let (verdict, reason) = match (script.unwrap_or_default(), failed) {
+            (SimHook::Stop, _) => (Verdict::Stop, Some("simulated stop".to_string())),
+            (SimHook::StopOnFailure, Some(state)) => {
+                let child = woken.child.as_deref().unwrap_or_default();
+                (Verdict::Stop, Some(format!("{child} {}", state.name())))
+            }
+            _ => (Verdict::Continue, None),
+        };
+        HookAnswered { parent: Some(woken.parent.clone()), child: woken.child.clone(), verdict, reason }
+    }
+}
+
+fn graph_of(state: &State) -> &Graph {
+    state.graph().expect("a simulated world acts only in a started run")
 }
 
 impl World for SimWorld {
@@ -100,8 +133,8 @@ impl World for SimWorld {
         let now = state.now_ms();
         match action {
             Action::Spawn { task, attempt } => {
-                let slot = self.slot(task);
-                let behaviour = match &self.graph.task_spec(slot as u32).sim {
+                let slot = self.slot(state, task);
+                let behaviour = match &graph_of(state).task_spec(slot as u32).sim {
                     Some(b) => std::borrow::Cow::Borrowed(b),
                     None => std::borrow::Cow::Owned(SimBehaviour::default()),
                 };
@@ -117,10 +150,20 @@ impl World for SimWorld {
                         Due::Exit { slot, task: task.clone(), attempt: *attempt, status, started_ms: now, output };
                     self.push(now + duration_ms, due)
                 });
+                if *attempt == 1 {
+                    // The first attempt submits its sub-tasks while it runs; a retry would
+                    // only be told they exist already.
+                    for (i, child) in behaviour.creates.iter().enumerate() {
+                        let mut child = child.clone();
+                        child.parent.get_or_insert_with(|| task.clone());
+                        let at = now + (i as u64 + 1) * behaviour.create_every_ms;
+                        self.push(at, Due::Submit { by: task.clone(), task: Box::new(child) });
+                    }
+                }
                 self.running[slot] = Some((*attempt, now, key));
             }
             Action::Kill { task, attempt } => {
-                let slot = self.slot(task);
+                let slot = self.slot(state, task);
                 let Some((_, started_ms, scheduled)) = self.running[slot].filter(|r| r.0 == *attempt) else {
                     return Ok(None); // already exited: the kill has nothing to do
                 };
@@ -142,6 +185,18 @@ impl World for SimWorld {
             Action::ArmTimer { key, at_ms } => {
                 self.push(*at_ms, Due::Timer(key.clone()));
             }
+            Action::Reply { .. } => {} // nobody waits on a simulated request
+            Action::RunHook { woken } => {
+                let answer = SimWorld::hook_answer(state, woken);
+                self.push(now, Due::Hook(answer));
+            }
+            Action::Finalize { .. } => {
+                let (verdict, reason) = match graph_of(state).spec.run.sim_finalize {
+                    SimFinalize::Accept => (Verdict::Accept, None),
+                    SimFinalize::Reject => (Verdict::Reject, Some("simulated rejection".to_string())),
+                };
+                self.push(now, Due::Hook(HookAnswered { parent: None, child: None, verdict, reason }));
+            }
         }
         Ok(None)
     }
@@ -156,6 +211,17 @@ impl World for SimWorld {
                     let reason = "simulated cancel (run.sim_cancel)".to_string();
                     return Ok(Some((time_ms, Event::CancelRequested(CancelRequested { task, reason }))));
                 }
+                Due::Submit { by, task } => {
+                    let submitted = TaskSubmitted {
+                        request: state.last_request() + 1,
+                        by: Some(by),
+                        task: serde_json::to_string(&task).expect("a task spec always serializes"),
+                    };
+                    return Ok(Some((time_ms, Event::TaskSubmitted(submitted))));
+                }
+                // The run may have ended (cancelled) while the hook "ran": nobody asks any more.
+                Due::Hook(_) if state.is_finished() => continue,
+                Due::Hook(answer) => return Ok(Some((time_ms, Event::HookAnswered(answer)))),
                 Due::Exit { slot, task, attempt, status, started_ms, output } => {
                     self.running[slot] = None;
                     let exited = AttemptExited {

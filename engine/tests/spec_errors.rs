@@ -324,7 +324,7 @@ fn syntax_errors_name_the_line() {
     assert_eq!(
         syntax("unknown-field.toml"),
         "unknown-field.toml:4: unknown field `retries`, expected one of `id`, `title`, `cmd`, `command`, `env`, `cwd`, \
-         `after`, `parent`, `priority`, `timeout_ms`, `retry`, `cost`, `sim`"
+         `after`, `parent`, `priority`, `timeout_ms`, `retry`, `cost`, `hook`, `wake_policy`, `on_child_failure`, `on_stop`, `sim`"
     );
     assert_eq!(syntax("wrong-type.toml"), "wrong-type.toml:2: invalid type: string \"four\", expected u32");
     assert_eq!(syntax("bad-syntax.toml"), "bad-syntax.toml:3: invalid basic string");
@@ -348,7 +348,7 @@ fn json_syntax_errors_name_the_line() {
     assert_eq!(
         syntax("unknown-field.json"),
         "unknown-field.json:4: unknown field `retries`, expected one of `id`, `title`, `cmd`, `command`, `env`, `cwd`, \
-         `after`, `parent`, `priority`, `timeout_ms`, `retry`, `cost`, `sim`"
+         `after`, `parent`, `priority`, `timeout_ms`, `retry`, `cost`, `hook`, `wake_policy`, `on_child_failure`, `on_stop`, `sim`"
     );
     let error = spec::parse("{\"tasks\": [", "flow.json", Format::Json).unwrap_err();
     assert_eq!(error.to_string(), "flow.json:1: EOF while parsing a list");

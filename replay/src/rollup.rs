@@ -88,6 +88,7 @@ pub fn policy_name(p: WaveFailure) -> &'static str {
         WaveFailure::FailParent => "fail_parent",
         WaveFailure::WarnAndContinue => "warn_and_continue",
         WaveFailure::StopWave => "stop_wave",
+        WaveFailure::Hold => "hold",
     }
 }
 

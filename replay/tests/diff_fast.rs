@@ -41,7 +41,7 @@ fn wide(nested: bool) -> Spec {
         sim: Some(SimBehaviour {
             duration_ms,
             outcomes: if fail { vec![SimOutcome::Fail(3)] } else { Vec::new() },
-            stdout: None,
+            ..SimBehaviour::default()
         }),
         ..TaskSpec::default()
     };

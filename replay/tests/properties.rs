@@ -138,7 +138,12 @@ fn build(shape: &Shape) -> Spec {
                 max_ms: (t.backoff == Backoff::Exponential).then_some(t.base_ms * 3),
                 jitter: Jitter::None,
             },
-            sim: Some(SimBehaviour { duration_ms: t.duration_ms, outcomes: t.outcomes.clone(), stdout: Some(id(i)) }),
+            sim: Some(SimBehaviour {
+                duration_ms: t.duration_ms,
+                outcomes: t.outcomes.clone(),
+                stdout: Some(id(i)),
+                ..SimBehaviour::default()
+            }),
             ..Default::default()
         });
     }

@@ -16,12 +16,15 @@ use orch_log_format::Options;
 use tokio::sync::mpsc;
 
 use super::process::{self, ChildEnv, Exit};
+use super::{control, hooks};
 use super::store::Store;
 use crate::core::{Action, Core};
 use crate::drive::{drive, DriveError, World};
 use crate::graph::Graph;
 use crate::journal::Journal;
-use crate::record::{AttemptExited, AttemptStarted, CancelRequested, Event, Record, TimerFired, TimerKey};
+use crate::record::{
+    AttemptExited, AttemptStarted, CancelRequested, Event, HookAnswered, Record, TimerFired, TimerKey,
+};
 use crate::state::{ApplyError, State};
 
 /// Why a run could not go on.
@@ -45,6 +48,8 @@ pub enum RuntimeError {
     Recover(#[from] crate::recover::RecoverError),
     #[error("{0}")]
     CannotResume(String),
+    #[error("opening the control socket {path}: {source}")]
+    Control { path: PathBuf, source: std::io::Error },
 }
 
 /// Settings of one real run.
@@ -58,7 +63,7 @@ pub struct RunConfig {
 
 /// Something that happened outside the engine.
 #[derive(Debug)]
-enum Incoming {
+pub(super) enum Incoming {
     Exited {
         task: String,
         attempt: u32,
@@ -71,6 +76,10 @@ enum Incoming {
         attempt: u32,
     },
     Interrupt,
+    /// A request on the control socket.
+    Control(control::Pending),
+    /// A hook ended with this answer.
+    HookDone(HookAnswered),
 }
 
 /// Drives `core` on from `records` (a step not yet committed) in `world`, committing
@@ -121,38 +130,41 @@ pub fn run_processes(
     config: &RunConfig,
     observe: impl FnMut(&Record, &State),
 ) -> Result<State, RuntimeError> {
-    let mut world = ProcessWorld::new(graph.clone(), config)?;
+    let mut world = ProcessWorld::new(config)?;
     let journal = Journal::create(&config.store.log_dir(&config.run_id), config.log)?;
     start_journaled(graph, "process", &mut world, journal, observe)
 }
 
-/// Children, their process groups, timers, and the signal handler.
+/// Children, their process groups, timers, the signal handler, the control socket and
+/// hooks. It reads the graph through the state (which grows with submitted tasks).
 pub(super) struct ProcessWorld {
-    runtime: tokio::runtime::Runtime,
-    graph: Arc<Graph>,
-    env: ChildEnv,
+    pub(super) runtime: tokio::runtime::Runtime,
+    pub(super) env: ChildEnv,
     blobs: PathBuf,
     outputs: process::OutputFiles,
-    tx: mpsc::UnboundedSender<Incoming>,
+    pub(super) tx: mpsc::UnboundedSender<Incoming>,
     rx: mpsc::UnboundedReceiver<Incoming>,
     start: Instant,
     groups: BTreeMap<(String, u32), i32>,
     kill_grace: Duration,
     interrupts: u32,
+    /// Answers owed to control clients, by request number.
+    pub(super) replies: BTreeMap<u64, tokio::sync::oneshot::Sender<control::Response>>,
+    /// Wake hooks waiting for the previous one of the same parent to answer (a parent's
+    /// hooks run one at a time, in wake order; different parents' run side by side).
+    pub(super) hook_queue: BTreeMap<String, std::collections::VecDeque<(Option<String>, hooks::HookCall)>>,
+    pub(super) hook_busy: std::collections::BTreeSet<String>,
+    _listener: control::Listener,
 }
 
 impl ProcessWorld {
     /// A world whose clock reads `elapsed_ms` now: 0 for a new run, the log's last time
     /// for a resumed one (logical time never goes back).
-    pub(super) fn new(graph: Arc<Graph>, config: &RunConfig) -> Result<ProcessWorld, RuntimeError> {
-        ProcessWorld::with_clock(graph, config, 0)
+    pub(super) fn new(config: &RunConfig) -> Result<ProcessWorld, RuntimeError> {
+        ProcessWorld::with_clock(config, 0)
     }
 
-    pub(super) fn with_clock(
-        graph: Arc<Graph>,
-        config: &RunConfig,
-        elapsed_ms: u64,
-    ) -> Result<ProcessWorld, RuntimeError> {
+    pub(super) fn with_clock(config: &RunConfig, elapsed_ms: u64) -> Result<ProcessWorld, RuntimeError> {
         let runtime =
             tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(RuntimeError::Tokio)?;
         let (tx, rx) = mpsc::unbounded_channel::<Incoming>();
@@ -174,10 +186,28 @@ impl ProcessWorld {
         // ORCH_STORE must be absolute: the default store is the relative `.orch`, which
         // names the wrong place for any child started with its own `cwd`.
         let store = std::path::absolute(config.store.root()).unwrap_or_else(|_| config.store.root().to_path_buf());
+        let run_dir = config.store.run_dir(&config.run_id);
+        let socket = std::path::absolute(&run_dir).unwrap_or(run_dir).join(control::SOCKET_NAME);
+        let listener = {
+            let _context = runtime.enter();
+            let (ptx, mut prx) = mpsc::unbounded_channel::<control::Pending>();
+            let listener = control::Listener::start(&socket, ptx).map_err(|e| RuntimeError::Control {
+                path: socket.clone(),
+                source: e,
+            })?;
+            let forward = tx.clone();
+            runtime.spawn(async move {
+                while let Some(p) = prx.recv().await {
+                    if forward.send(Incoming::Control(p)).is_err() {
+                        return;
+                    }
+                }
+            });
+            listener
+        };
         Ok(ProcessWorld {
             runtime,
-            graph,
-            env: ChildEnv { run_id: config.run_id.clone(), store },
+            env: ChildEnv { run_id: config.run_id.clone(), store, socket },
             blobs: config.store.blobs_dir(),
             outputs: process::OutputFiles::new(&config.store.blobs_dir()),
             tx,
@@ -186,6 +216,10 @@ impl ProcessWorld {
             groups: BTreeMap::new(),
             kill_grace: config.kill_grace,
             interrupts: 0,
+            replies: BTreeMap::new(),
+            hook_queue: BTreeMap::new(),
+            hook_busy: Default::default(),
+            _listener: listener,
         })
     }
 
@@ -203,12 +237,13 @@ impl World for ProcessWorld {
         let _context = self.runtime.enter();
         match action {
             Action::Spawn { task, attempt } => {
-                let Some(t) = self.graph.task(task) else { return Ok(None) };
+                let graph = state.graph().expect("spawns happen in a started run");
+                let Some(t) = graph.task(task) else { return Ok(None) };
                 let tx = self.tx.clone();
                 let (id, n) = (task.clone(), *attempt);
-                let lost = if self.graph.spec.run.lost_attempts_count { 0 } else { state.task(t).lost };
+                let lost = if graph.spec.run.lost_attempts_count { 0 } else { state.task(t).lost };
                 let number = process::AttemptNumber { counted: n.saturating_sub(lost), id: n };
-                let spec = self.graph.task_spec(t);
+                let spec = graph.task_spec(t);
                 let started = process::spawn(spec, number, &self.env, &self.outputs, &self.blobs, move |exit| {
                     let _ = tx.send(Incoming::Exited { task: id, attempt: n, exit });
                 });
@@ -247,6 +282,9 @@ impl World for ProcessWorld {
                     let _ = tx.send(Incoming::Timer(key));
                 });
             }
+            Action::Reply { request, error } => self.reply(*request, error.clone()),
+            Action::RunHook { woken } => self.wake_hook(woken, state),
+            Action::Finalize { outcome, aggregate } => self.finalize_hook(*outcome, *aggregate, state),
         }
         Ok(None)
     }
@@ -289,6 +327,18 @@ impl World for ProcessWorld {
                         continue;
                     }
                     Event::CancelRequested(CancelRequested { task: None, reason: "interrupted (Ctrl-C)".into() })
+                }
+                Incoming::Control(pending) => match self.control(pending, state) {
+                    Some(input) => input,
+                    None => continue, // a read, answered from the state
+                },
+                // Nothing can end a run while a hook is out; a late answer is only dropped.
+                Incoming::HookDone(_) if state.is_finished() => continue,
+                Incoming::HookDone(answer) => {
+                    if let Some(parent) = &answer.parent {
+                        self.next_hook(parent);
+                    }
+                    Event::HookAnswered(answer)
                 }
             };
             return Ok(Some((now, input)));

@@ -2,8 +2,11 @@
 //! tokio driver. The only place (with the CLI) that touches clocks, processes, signals
 //! and the file system.
 
+pub mod control;
 mod driver;
+mod hooks;
 pub mod process;
+mod world_io;
 pub mod resume;
 pub mod store;
 
@@ -78,7 +81,7 @@ pub fn launch(spec: Spec, launch: &Launch, observe: impl FnMut(&Record, &State))
     let state = if launch.sim {
         // Simulated children perform no real effects: the log needs no syncing.
         let journal = Journal::create(&log, Options { durability: Durability::Never, ..options })?;
-        let mut world = SimWorld::new(graph.clone(), graph.spec.run.seed);
+        let mut world = SimWorld::new(&graph, graph.spec.run.seed);
         driver::start_journaled(graph, "sim", &mut world, journal, observe)?
     } else {
         let config = driver::RunConfig {

@@ -33,6 +33,8 @@ pub const SPAWN_FAILED_CODE: i32 = 127;
 pub struct ChildEnv {
     pub run_id: String,
     pub store: PathBuf,
+    /// The run's control socket (`ORCH_SOCKET`): how a child creates sub-tasks.
+    pub socket: PathBuf,
 }
 
 /// A started attempt: its process group (= its pid) and the process's start time, which
@@ -138,6 +140,7 @@ pub fn spawn(
             .env("ORCH_ATTEMPT", attempt.counted.to_string())
             .env("ORCH_ATTEMPT_ID", attempt.id.to_string())
             .env("ORCH_STORE", &env.store)
+            .env("ORCH_SOCKET", &env.socket)
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))

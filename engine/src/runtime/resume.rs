@@ -142,7 +142,8 @@ pub fn resume(
 
     let now = state.now_ms();
     let config = RunConfig { store: store.clone(), run_id: run_id.to_string(), log: options, kill_grace };
-    let mut world = ProcessWorld::with_clock(graph.clone(), &config, now)?;
+    drop(graph); // the state is the graph's only owner from here: it grows in place
+    let mut world = ProcessWorld::with_clock(&config, now)?;
     let mut core = core;
     let mut records_out = pending.clone();
     for (task, attempt) in &lost {
@@ -152,6 +153,21 @@ pub fn resume(
     for (key, at_ms) in timers {
         if core.state().timer_is_live(&key) {
             let _ = world.perform(&Action::ArmTimer { key, at_ms }, core.state());
+        }
+    }
+    // Hooks that were running when the engine died have no recorded answer: run them
+    // again (like commands, hooks run at least once).
+    let woken: Vec<_> = core.state().hooks_out().values().flatten().cloned().collect();
+    for woken in woken {
+        let _ = world.perform(&Action::RunHook { woken }, core.state());
+    }
+    if let crate::state::Finalize::Requested = core.state().finalize() {
+        let last = records.iter().rev().find_map(|r| match &r.event {
+            Event::FinalizeRequested(f) => Some((f.outcome, f.aggregate)),
+            _ => None,
+        });
+        if let Some((outcome, aggregate)) = last {
+            let _ = world.perform(&Action::Finalize { outcome, aggregate }, core.state());
         }
     }
 

@@ -53,6 +53,22 @@ pub struct RunConfig {
     /// (default false: the engine's crash is not the task's failure, so it runs again).
     #[serde(default, skip_serializing_if = "is_default")]
     pub lost_attempts_count: bool,
+    /// An auditor or merger step run when every task is done: it gets the run summary
+    /// and aggregate as JSON on stdin and answers accept or reject; reject fails the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_finalize: Option<Command>,
+    /// Simulation only: what the `before_finalize` hook answers.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub sim_finalize: SimFinalize,
+}
+
+/// A simulated `before_finalize` answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SimFinalize {
+    #[default]
+    Accept,
+    Reject,
 }
 
 /// A simulated cancel request (`[[run.sim_cancel]]`).
@@ -96,9 +112,34 @@ pub struct TaskSpec {
     /// A declared cost estimate (any unit), summed in run rollups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<u64>,
+    /// Run after each wake of this task as a parent (per its children's wake policy),
+    /// with the completion as JSON on stdin; answers `continue` or `stop` on stdout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<Command>,
+    /// The wake policy of the children this task creates at run time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_policy: Option<WakePolicy>,
+    /// The failure policy of the children this task creates at run time (default
+    /// `hold`: the parent stays delegated, stuck, until someone settles it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_child_failure: Option<WaveFailure>,
+    /// What a `stop` from the hook does to children still running.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub on_stop: OnStop,
     /// How the task behaves under `--sim`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sim: Option<SimBehaviour>,
+}
+
+/// What a parent's `stop` does to its children that are running.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStop {
+    /// They are killed (and end `cancelled`).
+    #[default]
+    CancelRunning,
+    /// They run to their end; only children not yet started are skipped.
+    FinishRunning,
 }
 
 /// A command: an argv list (exec'd directly) or a shell string.
@@ -152,7 +193,7 @@ pub struct WaveSpec {
     pub max_concurrency: Option<u32>,
     #[serde(default, skip_serializing_if = "is_default")]
     pub on_failure: WaveFailure,
-    #[serde(default, skip_serializing_if = "is_default")]
+    #[serde(default, alias = "wake_policy", skip_serializing_if = "is_default")]
     pub wake: WakePolicy,
 }
 
@@ -212,6 +253,10 @@ pub enum WaveFailure {
     WarnAndContinue,
     /// The wave's not-yet-started tasks are skipped; later waves still run; the parent fails.
     StopWave,
+    /// The wave runs to its end; then the parent stays delegated ("stuck") until it is
+    /// settled by hand (`orch task update PARENT --status done|failed`). For the run's
+    /// own children it is `fail_parent`. The default for children created at run time.
+    Hold,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,12 +330,47 @@ pub struct SimBehaviour {
     /// What the task "prints": its output digest is the blake3 of these bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdout: Option<String>,
+    /// Sub-tasks the first attempt submits while it runs (as `orch task create` would),
+    /// one every `create_every_ms` from its start; their parent defaults to this task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub creates: Vec<TaskSpec>,
+    #[serde(default = "one_ms", skip_serializing_if = "is_one_ms")]
+    pub create_every_ms: u64,
+    /// What this task's wake hook answers.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub hook: SimHook,
+}
+
+/// A simulated wake-hook answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SimHook {
+    #[default]
+    Continue,
+    Stop,
+    /// `stop` when the child that woke the parent did not succeed, else `continue`.
+    StopOnFailure,
 }
 
 impl Default for SimBehaviour {
     fn default() -> Self {
-        SimBehaviour { duration_ms: default_sim_duration(), outcomes: Vec::new(), stdout: None }
+        SimBehaviour {
+            duration_ms: default_sim_duration(),
+            outcomes: Vec::new(),
+            stdout: None,
+            creates: Vec::new(),
+            create_every_ms: 1,
+            hook: SimHook::default(),
+        }
     }
+}
+
+fn one_ms() -> u64 {
+    1
+}
+
+fn is_one_ms(ms: &u64) -> bool {
+    *ms == 1
 }
 
 fn default_sim_duration() -> u64 {

@@ -139,10 +139,53 @@ impl State {
             }
             Event::ParentWoken(w) => {
                 let expected = self.wakes.pop_front();
-                check(expected.as_ref() == Some(w), "parent_woken that no completion called for")
+                check(expected.as_ref() == Some(w), "parent_woken that no completion called for")?;
+                let p = self.lookup(&w.parent)?;
+                if self.g().task_spec(p).hook.is_some() {
+                    self.hooks.entry(p).or_default().push_back(w.clone());
+                }
+                Ok(())
+            }
+            Event::TaskSubmitted(s) => {
+                self.note_request(s.request)?;
+                let answer = self.submit(s).err();
+                self.answers.insert(s.request, answer);
+                Ok(())
+            }
+            Event::TaskUpdated(u) => {
+                self.note_request(u.request)?;
+                let answer = self.update(u).err();
+                self.answers.insert(u.request, answer);
+                Ok(())
+            }
+            Event::ContextUpdated(c) => {
+                self.note_request(c.request)?;
+                let answer = self.update_context(c).err();
+                self.answers.insert(c.request, answer);
+                Ok(())
+            }
+            Event::HookAnswered(h) => self.hook_answered(h),
+            Event::RequestAnswered(a) => {
+                let due = self.answers.remove(&a.request);
+                check(due.as_ref() == Some(&a.error), "request_answered that differs from the answer due")
+            }
+            Event::ChildrenStopped(c) => {
+                let p = self.lookup(&c.parent)?;
+                let due = self.to_stop.remove(&p);
+                check(due.as_ref() == Some(&c.reason), "children_stopped that no hook asked for")?;
+                self.stop_children(p, &c.reason);
+                Ok(())
+            }
+            Event::FinalizeRequested(f) => {
+                let due = self.finalize == super::Finalize::Idle && self.is_quiescent() && self.all_done();
+                check(due, "finalize_requested before every task is done")?;
+                check(f.outcome == self.outcome(), "finalize_requested with another outcome than the state's")?;
+                self.finalize = super::Finalize::Requested;
+                Ok(())
             }
             Event::RunFinished(f) => {
                 check(self.is_quiescent() && self.all_done(), "run_finished while tasks are not terminal")?;
+                check(self.finalize != super::Finalize::Requested, "run_finished before the finalize hook answered")?;
                 check(f.outcome == self.outcome(), "run_finished with another outcome than the state's")?;
                 self.run = RunPhase::Finished(f.outcome);
                 Ok(())
@@ -192,6 +235,8 @@ impl State {
                 output: Digest::ZERO,
                 last_status: None,
                 lost: 0,
+                released: false,
+                mark: None,
             })
             .collect();
         self.waves = graph
@@ -238,7 +283,10 @@ impl State {
     }
 
     pub(super) fn attempt_ended(&mut self, t: TaskIdx) {
-        self.count_running(t, false);
+        // A released attempt gave its slot back when it delegated.
+        if !self.tasks[t as usize].released {
+            self.count_running(t, false);
+        }
         self.to_kill.remove(&t);
         self.exited.insert(t);
     }
@@ -310,6 +358,9 @@ impl State {
             Some(Ending::Cancelled) => RunOutcome::Cancelled,
             Some(Ending::TimedOut) => RunOutcome::TimedOut,
             None if self.groups.first().is_some_and(|g| g.failed.is_some()) => RunOutcome::Failed,
+            None if matches!(self.finalize, super::Finalize::Answered { verdict: crate::record::Verdict::Reject, .. }) => {
+                RunOutcome::Failed
+            }
             None => RunOutcome::Succeeded,
         }
     }

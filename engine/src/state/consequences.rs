@@ -43,6 +43,13 @@ impl State {
                     group.failed.get_or_insert(cause);
                     group.skip_rest = true;
                 }
+                // The run's own children have nobody to hold: the run fails.
+                WaveFailure::Hold if graph.group(wave.group).parent.is_none() => {
+                    group.failed.get_or_insert(cause);
+                }
+                WaveFailure::Hold => {
+                    group.held.get_or_insert(cause);
+                }
                 WaveFailure::StopWave => {
                     group.failed.get_or_insert(cause);
                     if !self.waves[wave_idx as usize].stopped {
@@ -69,7 +76,7 @@ impl State {
 
         // Dependents.
         let downstream = graph.spec.run.on_failure;
-        for &d in graph.dependents(t) {
+        for d in graph.dependents(t) {
             if self.tasks[d as usize].phase.is_done() {
                 continue;
             }
@@ -147,9 +154,14 @@ impl State {
         self.check_group_done(g);
     }
 
-    /// The group's children may start: its first wave can open.
+    /// The group's children may start: its first wave can open. (Once: a parent that
+    /// delegated while running is released again when its command exits.)
     pub(super) fn release_group(&mut self, g: crate::graph::GroupIdx) {
         let graph = self.g().clone();
+        if self.groups[g as usize].started {
+            self.check_group_done(g);
+            return;
+        }
         self.groups[g as usize].started = true;
         if let Some(&first) = graph.group(g).waves.first() {
             self.openable.insert(first);
@@ -163,7 +175,16 @@ impl State {
         if !group.started || group.remaining != 0 || group.active_wave.is_some() {
             return;
         }
+        let held = group.held.is_some() && group.cancelled.is_none();
         if let Some(p) = self.g().group(g).parent {
+            // A wake hook still out may yet stop the parent: it is not done before it answers.
+            if self.hooks.get(&p).is_some_and(|q| !q.is_empty()) {
+                return;
+            }
+            // Held: stuck until settled by hand (unless it is being cancelled).
+            if held {
+                return;
+            }
             if self.tasks[p as usize].phase == Phase::Delegated {
                 self.parents_done.insert(p);
             }
@@ -201,15 +222,16 @@ impl State {
     /// Cancels one task (and, when cascading, its children and dependents).
     pub(super) fn cancel_task(&mut self, root: TaskIdx) {
         let graph = self.g().clone();
+        let cascading = graph.spec.run.cancellation == Cancellation::Cascading;
         let mut targets = vec![root];
-        if graph.spec.run.cancellation == Cancellation::Cascading {
+        if cascading {
             let mut seen = std::collections::BTreeSet::from([root]);
             let mut i = 0;
             while i < targets.len() {
                 let t = targets[i];
                 let node = graph.node(t);
                 let children = node.children.map(|g| graph.group(g).tasks.as_slice()).unwrap_or(&[]);
-                for &n in graph.dependents(t).iter().chain(children) {
+                for n in graph.dependents(t).chain(children.iter().copied()) {
                     if seen.insert(n) {
                         targets.push(n);
                     }
@@ -217,18 +239,29 @@ impl State {
                 i += 1;
             }
         }
-        let cascading = graph.spec.run.cancellation == Cancellation::Cascading;
         let cause = format!("cancelled ({})", graph.id(root));
-        for t in targets {
+        self.cancel_all(&targets, &cause, crate::record::KillReason::Cancel, cascading);
+    }
+
+    /// Cancels `targets`: running attempts are killed for `reason`, delegated parents
+    /// end with (cascading) or before (isolated) their children, the rest end now.
+    pub(super) fn cancel_all(
+        &mut self,
+        targets: &[TaskIdx],
+        cause: &str,
+        reason: crate::record::KillReason,
+        cascading: bool,
+    ) {
+        for &t in targets {
             match self.tasks[t as usize].phase {
                 Phase::Running { kill: None, .. } => {
-                    self.to_kill.insert(t, crate::record::KillReason::Cancel);
+                    self.to_kill.insert(t, reason);
                 }
                 // Cascading: its children are being cancelled too; it ends after them.
-                Phase::Delegated if cascading => self.cancel_with_children(t, &cause),
+                Phase::Delegated if cascading => self.cancel_with_children(t, cause),
                 // Isolated: it ends now and its children keep running.
                 Phase::Waiting | Phase::Ready | Phase::BackingOff { .. } | Phase::Delegated => {
-                    self.doom(t, Terminal::Cancelled, &cause);
+                    self.doom(t, Terminal::Cancelled, cause);
                 }
                 _ => {}
             }

@@ -9,12 +9,14 @@
 mod apply;
 mod consequences;
 mod lifecycle;
+mod requests;
+mod submit;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use crate::graph::{Graph, GroupIdx, TaskIdx, WaveIdx};
-use crate::record::{Digest, ExitStatus, KillReason, ParentWoken, Record, RunOutcome, Terminal};
+use crate::record::{Digest, ExitStatus, KillReason, ParentWoken, Record, RunOutcome, Terminal, UpdateStatus, Verdict};
 
 pub use lifecycle::{AttemptOutcome, Phase};
 
@@ -57,6 +59,11 @@ pub struct TaskState {
     /// Attempts lost when the engine died (they count against `max_attempts` only when
     /// `run.lost_attempts_count` is set).
     pub lost: u32,
+    /// The running attempt said `delegated`: it no longer holds a slot under the caps,
+    /// and its children may start while it still runs.
+    pub released: bool,
+    /// A label set with `orch task update` (working, reviewing, reviewed, stuck).
+    pub mark: Option<UpdateStatus>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +98,11 @@ pub struct GroupState {
     /// The parent was cancelled while its children ran: it ends `cancelled` once they
     /// have (a parent never ends before its children when they are cancelled with it).
     pub cancelled: Option<String>,
+    /// A child failed under a `hold` wave: once the children are done the parent stays
+    /// delegated ("stuck") until it is settled by hand. The first such cause.
+    pub held: Option<String>,
+    /// The parent's wake hook answered `stop`, with its reason.
+    pub stopped: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +144,22 @@ pub struct ReadyKey {
     pub task: TaskIdx,
 }
 
+/// A value of the shared run context: set as a whole, or appended to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContextValue {
+    Value(String),
+    List(Vec<String>),
+}
+
+/// Where the run's `before_finalize` hook is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finalize {
+    /// Not asked (yet, or at all: no hook, or the run is ending early).
+    Idle,
+    Requested,
+    Answered { verdict: Verdict, reason: Option<String> },
+}
+
 /// The fold of a run's records.
 #[derive(Debug, Clone)]
 pub struct State {
@@ -144,10 +172,20 @@ pub struct State {
     pub(crate) now_ms: u64,
     pub(crate) applied: u64,
     pub(crate) executor: String,
+    /// The shared run context (`orch ctx`), a fold of `context_updated` records.
+    pub(crate) context: BTreeMap<String, ContextValue>,
+    /// Wake hooks run and not yet answered, per parent, oldest first: the parent's
+    /// children are not done while one is out.
+    pub(crate) hooks: BTreeMap<TaskIdx, VecDeque<ParentWoken>>,
+    pub(crate) finalize: Finalize,
+    /// The highest control request number seen (a resumed runtime numbers on from it).
+    pub(crate) last_request: u64,
 
     // Obligations, each discharged by a decision (see scheduler::decide).
     pub(crate) deadline_pending: bool,
+    pub(crate) answers: BTreeMap<u64, Option<String>>,
     pub(crate) wakes: VecDeque<ParentWoken>,
+    pub(crate) to_stop: BTreeMap<TaskIdx, String>,
     pub(crate) to_kill: BTreeMap<TaskIdx, KillReason>,
     pub(crate) exited: BTreeSet<TaskIdx>,
     pub(crate) doomed: BTreeMap<TaskIdx, (Terminal, String)>,
@@ -182,8 +220,14 @@ impl State {
             now_ms: 0,
             applied: 0,
             executor: String::new(),
+            context: BTreeMap::new(),
+            hooks: BTreeMap::new(),
+            finalize: Finalize::Idle,
+            last_request: 0,
             deadline_pending: false,
+            answers: BTreeMap::new(),
             wakes: VecDeque::new(),
+            to_stop: BTreeMap::new(),
             to_kill: BTreeMap::new(),
             exited: BTreeSet::new(),
             doomed: BTreeMap::new(),
@@ -278,6 +322,34 @@ impl State {
         self.terminal
     }
 
+    /// The shared run context.
+    pub fn context(&self) -> &BTreeMap<String, ContextValue> {
+        &self.context
+    }
+
+    /// Wake hooks run and not yet answered, per parent.
+    pub fn hooks_out(&self) -> &BTreeMap<TaskIdx, VecDeque<ParentWoken>> {
+        &self.hooks
+    }
+
+    pub fn finalize(&self) -> &Finalize {
+        &self.finalize
+    }
+
+    /// The highest control request number recorded so far.
+    pub fn last_request(&self) -> u64 {
+        self.last_request
+    }
+
+    /// A delegated parent whose children are all done but one failed under a `hold`
+    /// policy: it waits for someone to settle it.
+    pub fn is_stuck(&self, t: TaskIdx) -> bool {
+        let Some(graph) = &self.graph else { return false };
+        let Some(g) = graph.node(t).children else { return false };
+        let group = &self.groups[g as usize];
+        self.tasks[t as usize].phase == Phase::Delegated && group.held.is_some() && group.remaining == 0
+    }
+
     /// Whether a timer is still wanted; the runtime drops timers that are not, so stale
     /// timers never reach the log.
     pub fn timer_is_live(&self, key: &crate::record::TimerKey) -> bool {
@@ -300,7 +372,9 @@ impl State {
     /// Whether every obligation is discharged (true between inputs).
     pub fn is_quiescent(&self) -> bool {
         !self.deadline_pending
+            && self.answers.is_empty()
             && self.wakes.is_empty()
+            && self.to_stop.is_empty()
             && self.to_kill.is_empty()
             && self.exited.is_empty()
             && self.doomed.is_empty()

@@ -90,6 +90,13 @@ pub(super) fn task_of(e: &Event) -> Option<&str> {
         Event::TaskDelegated(x) => Some(&x.task),
         Event::TaskFinished(x) => Some(&x.task),
         Event::ParentWoken(x) => Some(&x.parent),
+        // A submission is about the task that asked (the new task's id is in its JSON).
+        Event::TaskSubmitted(x) => x.by.as_deref(),
+        Event::TaskUpdated(x) => Some(&x.task),
+        Event::ContextUpdated(x) => x.by.as_deref(),
+        Event::HookAnswered(x) => x.parent.as_deref(),
+        Event::ChildrenStopped(x) => Some(&x.parent),
+        Event::RequestAnswered(_) | Event::FinalizeRequested(_) => None,
         Event::RunStarted(_)
         | Event::RunDeadlineArmed(_)
         | Event::WaveOpened(_)

@@ -1,0 +1,136 @@
+//! Growing the graph at run time: a task submitted by a running child (delegation) is
+//! appended — a new index, a new row of edges, a place in its parent's group — and
+//! nothing already there is renumbered, so records before the submission still name the
+//! same tasks, waves and groups.
+
+use super::{id_hash, runs, Graph, Group, GroupIdx, Node, TaskIdx, Wave, WaveIdx, ROOT};
+use crate::spec::{TaskSpec, WaveFailure};
+
+/// Where an added task went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub task: TaskIdx,
+    pub wave: WaveIdx,
+    /// The task opened a new wave of its group (there was no dynamic wave still to close).
+    pub new_wave: bool,
+    /// The task's parent had no children before: its group was created.
+    pub new_group: bool,
+    /// Ids sorting after the new one moved up a rank (dispatch keys must be rebuilt).
+    pub ranks_moved: bool,
+}
+
+impl Graph {
+    /// Appends `spec` (checked by the caller: its id is new, its `after` names existing
+    /// tasks, its parent is `parent`) to `parent`'s group: into `join` when given (a
+    /// dynamic wave of that group that has not closed), else into a new dynamic wave
+    /// after the group's last, whose policies come from the parent.
+    pub(crate) fn add_task(&mut self, mut spec: TaskSpec, parent: Option<TaskIdx>, join: Option<WaveIdx>) -> Placement {
+        let t = self.nodes.len() as TaskIdx;
+        spec.parent = parent.map(|p| self.id(p).to_string());
+
+        // The parent's group, created when this is its first child.
+        let (group, new_group) = match parent {
+            None => (ROOT, false),
+            Some(p) => {
+                let new = self.nodes[p as usize].children.is_none();
+                (self.ensure_group(p), new)
+            }
+        };
+        let (wave, new_wave) = match join {
+            Some(w) => (w, false),
+            None => {
+                let w = self.waves.len() as WaveIdx;
+                let parent_spec = parent.map(|p| &self.spec.tasks[p as usize]);
+                let on_failure = match parent_spec {
+                    Some(p) => p.on_child_failure.unwrap_or(WaveFailure::Hold),
+                    // The run has nobody to hold: its own children fail it.
+                    None => WaveFailure::FailParent,
+                };
+                let wake = parent_spec.and_then(|p| p.wake_policy).unwrap_or_default();
+                let ordinal = self.groups[group as usize].waves.len() as u32;
+                self.groups[group as usize].waves.push(w);
+                self.waves.push(Wave {
+                    group,
+                    ordinal,
+                    tasks: Vec::new(),
+                    cap: None,
+                    on_failure,
+                    wake,
+                    dynamic: true,
+                });
+                (w, true)
+            }
+        };
+        self.waves[wave as usize].tasks.push(t);
+        self.groups[group as usize].tasks.push(t);
+
+        // Edges: its own row at the end; it is a late dependent of each blocker.
+        let start = self.deps.len();
+        let found: Vec<TaskIdx> = spec.after.iter().filter_map(|d| self.task(d)).collect();
+        self.deps.extend(found);
+        self.deps[start..].sort_unstable();
+        let mut kept = start;
+        for k in start..self.deps.len() {
+            if kept == start || self.deps[kept - 1] != self.deps[k] {
+                self.deps[kept] = self.deps[k];
+                kept += 1;
+            }
+        }
+        self.deps.truncate(kept);
+        self.deps_at.push(self.deps.len() as u32);
+        for k in start..kept {
+            let d = self.deps[k];
+            self.late_dependents.entry(d).or_default().push(t);
+        }
+
+        // Id rank: its place in sorted order; every id after it moves up one.
+        let rank = self.by_id.partition_point(|&j| self.spec.tasks[j as usize].id < spec.id);
+        self.by_id.insert(rank, t);
+        for &j in &self.by_id[rank + 1..] {
+            self.nodes[j as usize].id_rank += 1;
+        }
+        let ranks_moved = rank + 1 < self.by_id.len();
+
+        self.nodes.push(Node {
+            priority: spec.priority,
+            wave,
+            children: None,
+            id_rank: rank as u32,
+            runs: runs(&spec),
+        });
+        let tasks = &self.spec.tasks;
+        self.index.insert_unique(id_hash(&spec.id), t, |&j| id_hash(&tasks[j as usize].id));
+        self.spec.tasks.push(spec);
+        Placement { task: t, wave, new_wave, new_group, ranks_moved }
+    }
+
+    /// The group of `t`'s children, made (empty, no waves yet) if it has none: a task that
+    /// delegates before creating any child still waits for the ones it creates.
+    pub(crate) fn ensure_group(&mut self, t: TaskIdx) -> GroupIdx {
+        if let Some(g) = self.nodes[t as usize].children {
+            return g;
+        }
+        let g = self.groups.len() as GroupIdx;
+        self.groups.push(Group { parent: Some(t), waves: Vec::new(), tasks: Vec::new() });
+        self.nodes[t as usize].children = Some(g);
+        g
+    }
+
+    /// The parent's group, if it has children.
+    pub fn children_of(&self, parent: Option<TaskIdx>) -> Option<GroupIdx> {
+        match parent {
+            None => Some(ROOT),
+            Some(p) => self.node(p).children,
+        }
+    }
+
+    /// Every ancestor of `t`, nearest first.
+    pub fn ancestors(&self, t: TaskIdx) -> impl Iterator<Item = TaskIdx> + '_ {
+        std::iter::successors(self.parent(t), |&p| self.parent(p))
+    }
+
+    /// The id of every task that `t` lists in `after`, in index order.
+    pub fn dep_ids(&self, t: TaskIdx) -> impl Iterator<Item = &str> + '_ {
+        self.deps(t).iter().map(|&d| self.id(d))
+    }
+}

@@ -1,0 +1,210 @@
+//! The control socket: how children (and shells) talk to a live run. A Unix socket in
+//! the run's directory, owner-only, one JSON request per line and one JSON answer per
+//! line. Changes (new task, status update, context update) become input records and are
+//! answered only once the engine has recorded its answer; reads (task list, context)
+//! are answered from the engine's state at once and record nothing.
+//!
+//! The engine is the only writer of its log: clients never open it, they ask.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::record::UpdateStatus;
+use crate::spec::TaskSpec;
+
+/// The socket's name in the run directory.
+pub const SOCKET_NAME: &str = "control.sock";
+
+/// Longest request line accepted (a task spec, a context value of up to 1 MiB, JSON-escaped).
+const MAX_LINE: usize = 8 << 20;
+
+/// What a client asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Add a task (`orch task create`).
+    Create { by: Option<String>, task: TaskSpec },
+    /// Change a task's status (`orch task update`).
+    Update { by: Option<String>, task: String, status: UpdateStatus, note: Option<String> },
+    CtxSet { by: Option<String>, key: String, value: String },
+    CtxAppend { by: Option<String>, key: String, value: String },
+    /// The task list (`ready`: only tasks ready to run).
+    List { ready: bool },
+    /// The context, or one key of it.
+    CtxGet { key: Option<String> },
+}
+
+impl Request {
+    /// Whether the request changes the run (and so becomes a record).
+    pub fn is_change(&self) -> bool {
+        !matches!(self, Request::List { .. } | Request::CtxGet { .. })
+    }
+}
+
+/// The engine's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
+impl Response {
+    pub fn ok(data: Option<serde_json::Value>) -> Response {
+        Response { ok: true, error: None, data }
+    }
+
+    pub fn error(message: impl Into<String>) -> Response {
+        Response { ok: false, error: Some(message.into()), data: None }
+    }
+}
+
+/// A request in flight inside the runtime, with where its answer goes.
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub request: Request,
+    pub reply: oneshot::Sender<Response>,
+}
+
+/// Why a client could not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no live engine: nothing listens on {path} (the run has finished or its engine stopped; `orch resume` continues a stopped run)")]
+    NotRunning { path: PathBuf },
+    #[error("talking to the engine over {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("the engine's answer is not understood: {0}")]
+    Protocol(String),
+}
+
+/// Sends one request to the engine listening on `socket` and waits for its answer.
+pub fn request(socket: &Path, request: &Request) -> Result<Response, ClientError> {
+    let io = |source| ClientError::Io { path: socket.to_path_buf(), source };
+    let (_dir, address) = addressable(socket).map_err(io)?;
+    let mut stream = match UnixStream::connect(&address) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Err(ClientError::NotRunning { path: socket.to_path_buf() })
+        }
+        Err(e) => return Err(io(e)),
+    };
+    let mut line = serde_json::to_vec(request).expect("requests always serialize");
+    line.push(b'\n');
+    stream.write_all(&line).map_err(io)?;
+    let mut answer = String::new();
+    BufReader::new(&stream).read_line(&mut answer).map_err(io)?;
+    if answer.is_empty() {
+        return Err(ClientError::Protocol("the engine closed the connection without answering".into()));
+    }
+    serde_json::from_str(&answer).map_err(|e| ClientError::Protocol(e.to_string()))
+}
+
+/// A path `bind`/`connect` accept: Unix socket addresses hold ~108 bytes, and a store
+/// deep in a file system can need more. A long path is reached through the directory's
+/// descriptor (`/proc/self/fd/N/NAME`); the returned file keeps that descriptor open.
+fn addressable(path: &Path) -> std::io::Result<(Option<std::fs::File>, PathBuf)> {
+    use std::os::fd::AsRawFd;
+    if path.as_os_str().len() < 100 {
+        return Ok((None, path.to_path_buf()));
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default();
+    let handle = std::fs::File::open(dir)?;
+    let short = PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd())).join(name);
+    Ok((Some(handle), short))
+}
+
+/// The listening socket of a live run; removed when dropped.
+#[derive(Debug)]
+pub(super) struct Listener {
+    path: PathBuf,
+}
+
+impl Listener {
+    /// Binds `path` (owner-only: mode 0600 from the start) and serves it on the current
+    /// tokio runtime, sending each request to `tx`.
+    pub(super) fn start(path: &Path, tx: mpsc::UnboundedSender<Pending>) -> std::io::Result<Listener> {
+        use nix::sys::stat::{umask, Mode};
+        // A socket left by an engine that died: this engine holds the log's lock, so
+        // nobody else can be listening on it.
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let (_dir, address) = addressable(path)?;
+        // The umask makes the socket owner-only at creation, with no window in which
+        // another user could connect; nothing else creates files while it is set.
+        let old = umask(Mode::from_bits_truncate(0o177));
+        let bound = std::os::unix::net::UnixListener::bind(&address);
+        umask(old);
+        let std_listener = bound?;
+        std_listener.set_nonblocking(true)?;
+        let listener = tokio::net::UnixListener::from_std(std_listener)?;
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(stream, tx.clone()));
+            }
+        });
+        Ok(Listener { path: path.to_path_buf() })
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// One connection: requests one per line, answers in order.
+async fn serve(stream: tokio::net::UnixStream, tx: mpsc::UnboundedSender<Pending>) {
+    let (read, mut write) = stream.into_split();
+    let mut lines = tokio::io::BufReader::new(read);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = match (&mut lines).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line).await {
+            Ok(n) => n,
+            Err(_) => return,
+        };
+        if n == 0 {
+            return;
+        }
+        let response = if line.len() > MAX_LINE {
+            Response::error(format!("request longer than {MAX_LINE} bytes"))
+        } else {
+            match serde_json::from_slice::<Request>(&line) {
+                Err(e) => Response::error(format!("bad request: {e}")),
+                Ok(request) => {
+                    let (reply, answer) = oneshot::channel();
+                    if tx.send(Pending { request, reply }).is_err() {
+                        return; // the engine is shutting down
+                    }
+                    match answer.await {
+                        Ok(response) => response,
+                        Err(_) => Response::error("the run ended before answering"),
+                    }
+                }
+            }
+        };
+        let mut out = serde_json::to_vec(&response).expect("responses always serialize");
+        out.push(b'\n');
+        if write.write_all(&out).await.is_err() {
+            return;
+        }
+        if line.len() > MAX_LINE {
+            return; // the rest of that line cannot be told from a next request
+        }
+    }
+}

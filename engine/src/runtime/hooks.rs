@@ -1,0 +1,150 @@
+//! Hooks: a parent's wake hook (after each child's completion, or each wave's end) and
+//! the run's `before_finalize` auditor. A hook is a command; it reads one JSON document
+//! on stdin and answers on stdout with `{"answer": "continue"|"stop"|"accept"|"reject",
+//! "reason": "..."}` (a bare word is accepted too). Its answer becomes an input record,
+//! so replay never runs it again.
+//!
+//! A hook that cannot run, fails, or answers nonsense counts as `stop` (wake) or
+//! `reject` (finalize), with the reason: an auditor that cannot say yes has said no.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::record::Verdict;
+use crate::spec::Command;
+
+/// Most of a hook's stdout that is read (an answer is a line of JSON).
+const MAX_ANSWER: u64 = 1 << 20;
+
+/// Which answers a hook may give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HookKind {
+    Wake,
+    Finalize,
+}
+
+impl HookKind {
+    fn refusal(self) -> Verdict {
+        match self {
+            HookKind::Wake => Verdict::Stop,
+            HookKind::Finalize => Verdict::Reject,
+        }
+    }
+
+    fn allows(self, v: Verdict) -> bool {
+        match self {
+            HookKind::Wake => matches!(v, Verdict::Continue | Verdict::Stop),
+            HookKind::Finalize => matches!(v, Verdict::Accept | Verdict::Reject),
+        }
+    }
+}
+
+/// Everything a hook process gets besides its input.
+#[derive(Debug, Clone)]
+pub(super) struct HookCall {
+    pub kind: HookKind,
+    pub command: Command,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+    pub input: String,
+}
+
+/// Runs the hook to its end; its verdict and reason.
+pub(super) async fn run(call: HookCall) -> (Verdict, Option<String>) {
+    match run_inner(&call).await {
+        Ok((verdict, reason)) => (verdict, reason),
+        Err(why) => (call.kind.refusal(), Some(why)),
+    }
+}
+
+async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String> {
+    let mut cmd = match &call.command {
+        Command::Argv(argv) => {
+            let mut c = tokio::process::Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        }
+        Command::Shell(line) => {
+            let mut c = tokio::process::Command::new("/bin/sh");
+            c.arg("-c").arg(line);
+            c
+        }
+    };
+    cmd.envs(call.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    if let Some(cwd) = &call.cwd {
+        cmd.current_dir(cwd);
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("hook could not start: {e}"))?;
+    let mut stdin = child.stdin.take().expect("stdin was piped");
+    let input = call.input.clone();
+    // Written alongside the read: a hook that answers before reading all of its input
+    // (or never reads it) must not dead-lock against a full pipe.
+    let writer = tokio::spawn(async move {
+        let _ = stdin.write_all(input.as_bytes()).await;
+    });
+    let mut out = Vec::new();
+    let stdout = child.stdout.take().expect("stdout was piped");
+    let _ = stdout.take(MAX_ANSWER).read_to_end(&mut out).await;
+    let status = child.wait().await.map_err(|e| format!("waiting for the hook: {e}"))?;
+    writer.abort();
+    if !status.success() {
+        return Err(format!("hook failed ({status})"));
+    }
+    parse_answer(call.kind, &String::from_utf8_lossy(&out))
+}
+
+/// Reads an answer: `{"answer": "...", "reason": "..."}`, or a bare word.
+pub(super) fn parse_answer(kind: HookKind, text: &str) -> Result<(Verdict, Option<String>), String> {
+    let text = text.trim();
+    let (word, reason) = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(map)) => {
+            let word = map.get("answer").and_then(|v| v.as_str()).map(str::to_string);
+            let reason = map.get("reason").and_then(|v| v.as_str()).map(str::to_string);
+            (word.ok_or_else(|| format!("hook answered {text:?}: no \"answer\" field"))?, reason)
+        }
+        Ok(serde_json::Value::String(s)) => (s, None),
+        _ => (text.to_string(), None),
+    };
+    let verdict = match word.as_str() {
+        "continue" => Verdict::Continue,
+        "stop" => Verdict::Stop,
+        "accept" => Verdict::Accept,
+        "reject" => Verdict::Reject,
+        _ => return Err(format!("hook answered {text:?}: expected {}", expected(kind))),
+    };
+    if !kind.allows(verdict) {
+        return Err(format!("hook answered {:?}: expected {}", verdict.name(), expected(kind)));
+    }
+    Ok((verdict, reason))
+}
+
+fn expected(kind: HookKind) -> &'static str {
+    match kind {
+        HookKind::Wake => "continue or stop",
+        HookKind::Finalize => "accept or reject",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_json_or_a_bare_word_and_must_fit_the_hook() {
+        assert_eq!(parse_answer(HookKind::Wake, r#"{"answer":"continue"}"#), Ok((Verdict::Continue, None)));
+        assert_eq!(
+            parse_answer(HookKind::Wake, "{\"answer\":\"stop\",\"reason\":\"enough\"}\n"),
+            Ok((Verdict::Stop, Some("enough".into())))
+        );
+        assert_eq!(parse_answer(HookKind::Finalize, "accept\n"), Ok((Verdict::Accept, None)));
+        assert!(parse_answer(HookKind::Wake, "accept").unwrap_err().contains("continue or stop"));
+        assert!(parse_answer(HookKind::Finalize, "").unwrap_err().contains("accept or reject"));
+        assert!(parse_answer(HookKind::Wake, r#"{"reason":"x"}"#).unwrap_err().contains("no \"answer\""));
+    }
+}

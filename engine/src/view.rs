@@ -1,0 +1,112 @@
+//! Read-only views of a run's state for people and tools: the task list with the
+//! statuses delegation speaks of (pending, working, delegated, stuck, done, ...), the
+//! progress of delegated parents, and the shared context as JSON. The live engine
+//! answers `orch task list` and `orch ctx get` with these; a finished run's log folds
+//! to the same state, so the CLI answers from the log with the very same code.
+
+use serde::Serialize;
+
+use crate::graph::TaskIdx;
+use crate::record::Terminal;
+use crate::state::{ContextValue, Phase, State};
+
+/// One task as `orch task list` and `orch show` see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskRow {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// pending, working, delegated, stuck, or a terminal state (`done` for succeeded).
+    pub status: &'static str,
+    /// A label set by hand: working, reviewing, reviewed, stuck.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mark: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    pub blocked_by: Vec<String>,
+    /// Pending and every blocker done.
+    pub ready: bool,
+    pub attempts: u32,
+    /// For a parent: (children terminal, children in all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub children: Option<(u32, u32)>,
+    /// Nesting depth (0 for the run's own children).
+    pub depth: u32,
+}
+
+/// The lifecycle status of task `t`, in delegation's words.
+pub fn status(state: &State, t: TaskIdx) -> &'static str {
+    match state.task(t).phase {
+        Phase::Waiting | Phase::Ready => "pending",
+        Phase::Running { .. } | Phase::Exited { .. } | Phase::BackingOff { .. } => "working",
+        Phase::Delegated if state.is_stuck(t) => "stuck",
+        Phase::Delegated => "delegated",
+        Phase::Done(Terminal::Succeeded) => "done",
+        Phase::Done(other) => other.name(),
+    }
+}
+
+/// Every task, in declaration (and submission) order.
+pub fn task_rows(state: &State) -> Vec<TaskRow> {
+    let Some(graph) = state.graph() else { return Vec::new() };
+    (0..graph.len() as TaskIdx)
+        .map(|t| {
+            let status = status(state, t);
+            let deps = graph.deps(t);
+            let ready = status == "pending"
+                && deps.iter().all(|&d| state.task(d).phase == Phase::Done(Terminal::Succeeded));
+            let children = graph.node(t).children.map(|g| {
+                let tasks = &graph.group(g).tasks;
+                let done = tasks.iter().filter(|&&c| state.task(c).phase.is_done()).count() as u32;
+                (done, tasks.len() as u32)
+            });
+            TaskRow {
+                id: graph.id(t).to_string(),
+                title: graph.task_spec(t).title.clone(),
+                status,
+                mark: state.task(t).mark.map(|m| m.name()),
+                parent: graph.parent(t).map(|p| graph.id(p).to_string()),
+                blocked_by: deps.iter().map(|&d| graph.id(d).to_string()).collect(),
+                ready,
+                attempts: state.task(t).attempts,
+                children,
+                depth: graph.ancestors(t).count() as u32,
+            }
+        })
+        .collect()
+}
+
+/// The rows in tree order: each parent followed by its children (depth first), the
+/// run's own children in declaration order.
+pub fn tree_order(rows: &[TaskRow]) -> Vec<usize> {
+    let index: std::collections::BTreeMap<&str, usize> =
+        rows.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); rows.len()];
+    let mut roots = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        match r.parent.as_deref().and_then(|p| index.get(p)) {
+            Some(&p) => children[p].push(i),
+            None => roots.push(i),
+        }
+    }
+    let mut order = Vec::with_capacity(rows.len());
+    let mut stack: Vec<usize> = roots.into_iter().rev().collect();
+    while let Some(i) = stack.pop() {
+        order.push(i);
+        stack.extend(children[i].iter().rev());
+    }
+    order
+}
+
+/// The context as JSON: every key (an object), or one key's value (null when unset).
+/// A `set` key is a string; an appended key is an array in append order.
+pub fn context_json(state: &State, key: Option<&str>) -> serde_json::Value {
+    let render = |v: &ContextValue| match v {
+        ContextValue::Value(s) => serde_json::Value::String(s.clone()),
+        ContextValue::List(items) => items.iter().cloned().map(serde_json::Value::String).collect(),
+    };
+    match key {
+        Some(k) => state.context().get(k).map_or(serde_json::Value::Null, render),
+        None => state.context().iter().map(|(k, v)| (k.clone(), render(v))).collect(),
+    }
+}
