@@ -42,6 +42,127 @@ pub enum Cmd {
     Report(ReportArgs),
     /// Export a run for other tools: Chrome trace (Perfetto) or JSON lines.
     Export(ExportArgs),
+    /// Create, update and list the tasks of a live run (delegation: from inside a task,
+    /// or from any shell with --run).
+    #[command(subcommand)]
+    Task(TaskCmd),
+    /// Read and update the shared context of a live run (every update is a record).
+    #[command(subcommand)]
+    Ctx(CtxCmd),
+}
+
+/// Which run a control command talks to.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// The run (id, unique prefix, `latest`). Inside a task the run is the task's own
+    /// (`ORCH_SOCKET`).
+    #[arg(long)]
+    pub run: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCmd {
+    /// Add a task to the run: `orch task create ID "title" [--blocked-by X]... -- CMD...`.
+    Create(TaskCreateArgs),
+    /// Change a task's status: delegated, done, failed, or a label (working, reviewing,
+    /// reviewed, stuck).
+    Update(TaskUpdateArgs),
+    /// List the run's tasks with their statuses.
+    List(TaskListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TaskCreateArgs {
+    /// The new task's id (unique in the run).
+    pub id: String,
+    /// A title for people.
+    pub title: Option<String>,
+    /// A task that must succeed first (repeatable; or comma-separated).
+    #[arg(long = "blocked-by", value_delimiter = ',')]
+    pub blocked_by: Vec<String>,
+    /// The parent (default: the calling task, from `ORCH_TASK_ID`).
+    #[arg(long, conflicts_with = "root")]
+    pub parent: Option<String>,
+    /// Make it a child of the run itself, even from inside a task.
+    #[arg(long)]
+    pub root: bool,
+    /// P0 (first) to P3.
+    #[arg(long, value_parser = ["P0", "P1", "P2", "P3"])]
+    pub priority: Option<String>,
+    /// Kill each attempt after this long.
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
+    /// Attempts in all (1 = no retry).
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// An environment variable for the task, `KEY=VALUE` (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// The task's working directory.
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// Print the answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: Target,
+    /// The command: several words are an argv (exec'd directly); one word with spaces
+    /// is a shell line. None: a group task, done when its children are.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskUpdateArgs {
+    /// The task (default: the calling task, from `ORCH_TASK_ID`).
+    pub id: Option<String>,
+    #[arg(long)]
+    pub status: String,
+    /// Why (kept in the record and shown as the cause).
+    #[arg(long)]
+    pub note: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskListArgs {
+    /// Only tasks ready to run (pending, every blocker done).
+    #[arg(long)]
+    pub ready: bool,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtxCmd {
+    /// Set KEY to VALUE (replacing what it held).
+    Set(CtxWriteArgs),
+    /// Append VALUE to the list at KEY.
+    Append(CtxWriteArgs),
+    /// Print one key, or every key.
+    Get(CtxGetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CtxWriteArgs {
+    pub key: String,
+    pub value: String,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(Debug, Args)]
+pub struct CtxGetArgs {
+    pub key: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: Target,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ mod cmd_diff;
 mod cmd_read;
 mod cmd_report;
 mod cmd_run;
+mod cmd_task;
 mod exit;
 mod output;
 mod watch;
@@ -31,6 +32,8 @@ fn main() -> ExitCode {
         Cmd::Diff(a) => cmd_diff::diff(&cli, a),
         Cmd::Report(a) => cmd_report::report(&cli, a),
         Cmd::Export(a) => cmd_report::export(&cli, a),
+        Cmd::Task(c) => cmd_task::task(&cli, c),
+        Cmd::Ctx(c) => cmd_task::ctx(&cli, c),
     };
     match result {
         Ok(code) => code,

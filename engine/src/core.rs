@@ -13,15 +13,32 @@ use crate::state::{ApplyError, State};
 /// An effect the driver must perform for a decision (replay performs none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Spawn { task: String, attempt: u32 },
-    Kill { task: String, attempt: u32 },
-    ArmTimer { key: TimerKey, at_ms: u64 },
+    Spawn {
+        task: String,
+        attempt: u32,
+    },
+    Kill {
+        task: String,
+        attempt: u32,
+    },
+    ArmTimer {
+        key: TimerKey,
+        at_ms: u64,
+    },
     /// Answer control request `request` (its input and answer are committed).
-    Reply { request: u64, error: Option<String> },
+    Reply {
+        request: u64,
+        error: Option<String>,
+    },
     /// Run `parent`'s wake hook for this wake and record its answer.
-    RunHook { woken: ParentWoken },
+    RunHook {
+        woken: ParentWoken,
+    },
     /// Run the `before_finalize` hook and record its verdict.
-    Finalize { outcome: RunOutcome, aggregate: Digest },
+    Finalize {
+        outcome: RunOutcome,
+        aggregate: Digest,
+    },
 }
 
 #[derive(Debug, Default, Clone)]

@@ -35,9 +35,12 @@ pub fn decide_into(state: &State, out: &mut Vec<Event>) {
         return;
     }
     if !state.answers.is_empty() {
-        out.extend(state.answers.iter().map(|(&request, error)| {
-            Event::RequestAnswered(RequestAnswered { request, error: error.clone() })
-        }));
+        out.extend(
+            state
+                .answers
+                .iter()
+                .map(|(&request, error)| Event::RequestAnswered(RequestAnswered { request, error: error.clone() })),
+        );
         return;
     }
     if !state.wakes.is_empty() {

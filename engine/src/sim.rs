@@ -53,11 +53,21 @@ pub fn simulate<E: std::error::Error + 'static>(
 
 #[derive(Debug, Clone)]
 enum Due {
-    Exit { slot: usize, task: String, attempt: u32, status: ExitStatus, started_ms: u64, output: String },
+    Exit {
+        slot: usize,
+        task: String,
+        attempt: u32,
+        status: ExitStatus,
+        started_ms: u64,
+        output: String,
+    },
     Timer(TimerKey),
     Cancel(Option<String>),
     /// A running task submits a sub-task (`sim.creates`).
-    Submit { by: String, task: Box<TaskSpec> },
+    Submit {
+        by: String,
+        task: Box<TaskSpec>,
+    },
     Hook(HookAnswered),
 }
 

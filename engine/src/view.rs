@@ -53,8 +53,8 @@ pub fn task_rows(state: &State) -> Vec<TaskRow> {
         .map(|t| {
             let status = status(state, t);
             let deps = graph.deps(t);
-            let ready = status == "pending"
-                && deps.iter().all(|&d| state.task(d).phase == Phase::Done(Terminal::Succeeded));
+            let ready =
+                status == "pending" && deps.iter().all(|&d| state.task(d).phase == Phase::Done(Terminal::Succeeded));
             let children = graph.node(t).children.map(|g| {
                 let tasks = &graph.group(g).tasks;
                 let done = tasks.iter().filter(|&&c| state.task(c).phase.is_done()).count() as u32;

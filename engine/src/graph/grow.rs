@@ -49,15 +49,7 @@ impl Graph {
                 let wake = parent_spec.and_then(|p| p.wake_policy).unwrap_or_default();
                 let ordinal = self.groups[group as usize].waves.len() as u32;
                 self.groups[group as usize].waves.push(w);
-                self.waves.push(Wave {
-                    group,
-                    ordinal,
-                    tasks: Vec::new(),
-                    cap: None,
-                    on_failure,
-                    wake,
-                    dynamic: true,
-                });
+                self.waves.push(Wave { group, ordinal, tasks: Vec::new(), cap: None, on_failure, wake, dynamic: true });
                 (w, true)
             }
         };

@@ -28,15 +28,35 @@ const MAX_LINE: usize = 8 << 20;
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     /// Add a task (`orch task create`).
-    Create { by: Option<String>, task: TaskSpec },
+    Create {
+        by: Option<String>,
+        task: Box<TaskSpec>,
+    },
     /// Change a task's status (`orch task update`).
-    Update { by: Option<String>, task: String, status: UpdateStatus, note: Option<String> },
-    CtxSet { by: Option<String>, key: String, value: String },
-    CtxAppend { by: Option<String>, key: String, value: String },
+    Update {
+        by: Option<String>,
+        task: String,
+        status: UpdateStatus,
+        note: Option<String>,
+    },
+    CtxSet {
+        by: Option<String>,
+        key: String,
+        value: String,
+    },
+    CtxAppend {
+        by: Option<String>,
+        key: String,
+        value: String,
+    },
     /// The task list (`ready`: only tasks ready to run).
-    List { ready: bool },
+    List {
+        ready: bool,
+    },
     /// The context, or one key of it.
-    CtxGet { key: Option<String> },
+    CtxGet {
+        key: Option<String>,
+    },
 }
 
 impl Request {
@@ -93,7 +113,9 @@ pub fn request(socket: &Path, request: &Request) -> Result<Response, ClientError
         Err(e)
             if matches!(
                 e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotADirectory
+                std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::NotADirectory
             ) =>
         {
             return Err(ClientError::NotRunning { path: socket.to_path_buf() })

@@ -16,8 +16,8 @@ use orch_log_format::Options;
 use tokio::sync::mpsc;
 
 use super::process::{self, ChildEnv, Exit};
-use super::{control, hooks};
 use super::store::Store;
+use super::{control, hooks};
 use crate::core::{Action, Core};
 use crate::drive::{drive, DriveError, World};
 use crate::graph::Graph;
@@ -77,9 +77,9 @@ pub(super) enum Incoming {
     },
     Interrupt,
     /// A request on the control socket.
-    Control(control::Pending),
+    Control(Box<control::Pending>),
     /// A hook ended with this answer.
-    HookDone(HookAnswered),
+    HookDone(Box<HookAnswered>),
 }
 
 /// Drives `core` on from `records` (a step not yet committed) in `world`, committing
@@ -191,14 +191,12 @@ impl ProcessWorld {
         let listener = {
             let _context = runtime.enter();
             let (ptx, mut prx) = mpsc::unbounded_channel::<control::Pending>();
-            let listener = control::Listener::start(&socket, ptx).map_err(|e| RuntimeError::Control {
-                path: socket.clone(),
-                source: e,
-            })?;
+            let listener = control::Listener::start(&socket, ptx)
+                .map_err(|e| RuntimeError::Control { path: socket.clone(), source: e })?;
             let forward = tx.clone();
             runtime.spawn(async move {
                 while let Some(p) = prx.recv().await {
-                    if forward.send(Incoming::Control(p)).is_err() {
+                    if forward.send(Incoming::Control(Box::new(p))).is_err() {
                         return;
                     }
                 }
@@ -328,7 +326,7 @@ impl World for ProcessWorld {
                     }
                     Event::CancelRequested(CancelRequested { task: None, reason: "interrupted (Ctrl-C)".into() })
                 }
-                Incoming::Control(pending) => match self.control(pending, state) {
+                Incoming::Control(pending) => match self.control(*pending, state) {
                     Some(input) => input,
                     None => continue, // a read, answered from the state
                 },
@@ -338,7 +336,7 @@ impl World for ProcessWorld {
                     if let Some(parent) = &answer.parent {
                         self.next_hook(parent);
                     }
-                    Event::HookAnswered(answer)
+                    Event::HookAnswered(*answer)
                 }
             };
             return Ok(Some((now, input)));

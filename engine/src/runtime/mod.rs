@@ -6,9 +6,9 @@ pub mod control;
 mod driver;
 mod hooks;
 pub mod process;
-mod world_io;
 pub mod resume;
 pub mod store;
+mod world_io;
 
 use std::path::PathBuf;
 use std::sync::Arc;

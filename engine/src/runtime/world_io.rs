@@ -7,7 +7,9 @@ use serde_json::json;
 use super::control::{Pending, Request, Response};
 use super::driver::{Incoming, ProcessWorld};
 use super::hooks::{self, HookCall, HookKind};
-use crate::record::{ContextOp, ContextUpdated, Digest, Event, HookAnswered, ParentWoken, RunOutcome, TaskSubmitted, TaskUpdated};
+use crate::record::{
+    ContextOp, ContextUpdated, Digest, Event, HookAnswered, ParentWoken, RunOutcome, TaskSubmitted, TaskUpdated,
+};
 use crate::state::State;
 use crate::view;
 
@@ -115,7 +117,8 @@ impl ProcessWorld {
         self.runtime.spawn(async move {
             let (verdict, reason) = hooks::run(call).await;
             tracing::info!(parent = %parent, verdict = verdict.name(), ?reason, "wake hook answered");
-            let _ = tx.send(Incoming::HookDone(HookAnswered { parent: Some(parent), child, verdict, reason }));
+            let _ =
+                tx.send(Incoming::HookDone(Box::new(HookAnswered { parent: Some(parent), child, verdict, reason })));
         });
     }
 
@@ -130,12 +133,13 @@ impl ProcessWorld {
             "tasks": view::task_rows(state),
             "context": view::context_json(state, None),
         });
-        let call = HookCall { kind: HookKind::Finalize, command, env: self.hook_env(), cwd: None, input: input.to_string() };
+        let call =
+            HookCall { kind: HookKind::Finalize, command, env: self.hook_env(), cwd: None, input: input.to_string() };
         let tx = self.tx.clone();
         self.runtime.spawn(async move {
             let (verdict, reason) = hooks::run(call).await;
             tracing::info!(verdict = verdict.name(), ?reason, "before_finalize hook answered");
-            let _ = tx.send(Incoming::HookDone(HookAnswered { parent: None, child: None, verdict, reason }));
+            let _ = tx.send(Incoming::HookDone(Box::new(HookAnswered { parent: None, child: None, verdict, reason })));
         });
     }
 

@@ -358,7 +358,11 @@ impl State {
             Some(Ending::Cancelled) => RunOutcome::Cancelled,
             Some(Ending::TimedOut) => RunOutcome::TimedOut,
             None if self.groups.first().is_some_and(|g| g.failed.is_some()) => RunOutcome::Failed,
-            None if matches!(self.finalize, super::Finalize::Answered { verdict: crate::record::Verdict::Reject, .. }) => {
+            None if matches!(
+                self.finalize,
+                super::Finalize::Answered { verdict: crate::record::Verdict::Reject, .. }
+            ) =>
+            {
                 RunOutcome::Failed
             }
             None => RunOutcome::Succeeded,

@@ -157,7 +157,10 @@ pub enum Finalize {
     /// Not asked (yet, or at all: no hook, or the run is ending early).
     Idle,
     Requested,
-    Answered { verdict: Verdict, reason: Option<String> },
+    Answered {
+        verdict: Verdict,
+        reason: Option<String>,
+    },
 }
 
 /// The fold of a run's records.

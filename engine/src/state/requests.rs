@@ -6,7 +6,9 @@
 use super::lifecycle::Phase;
 use super::{ApplyError, ContextValue, Finalize, State};
 use crate::graph::TaskIdx;
-use crate::record::{ContextOp, ContextUpdated, HookAnswered, KillReason, TaskUpdated, Terminal, UpdateStatus, Verdict};
+use crate::record::{
+    ContextOp, ContextUpdated, HookAnswered, KillReason, TaskUpdated, Terminal, UpdateStatus, Verdict,
+};
 use crate::spec::OnStop;
 
 /// Longest context key, and value, accepted (a value is a record's payload).
@@ -92,7 +94,8 @@ impl State {
 
     pub(super) fn update_context(&mut self, c: &ContextUpdated) -> Result<(), String> {
         let key = c.key.as_str();
-        if key.is_empty() || key.len() > MAX_CONTEXT_KEY || key.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+        if key.is_empty() || key.len() > MAX_CONTEXT_KEY || key.chars().any(|ch| ch.is_whitespace() || ch.is_control())
+        {
             return Err(format!(
                 "context key {key:?} must be 1 to {MAX_CONTEXT_KEY} bytes, without whitespace or control characters"
             ));
@@ -125,8 +128,7 @@ impl State {
         };
         let p = self.lookup(parent)?;
         let woken = self.hooks.get_mut(&p).and_then(|q| q.pop_front());
-        let fits = woken.is_some_and(|w| w.child == h.child)
-            && matches!(h.verdict, Verdict::Continue | Verdict::Stop);
+        let fits = woken.is_some_and(|w| w.child == h.child) && matches!(h.verdict, Verdict::Continue | Verdict::Stop);
         if !fits {
             return Err(ApplyError::Inconsistent(format!("a hook answer for {parent} that no wake called for")));
         }
@@ -174,7 +176,9 @@ impl State {
             let mut i = 0;
             while i < all.len() {
                 if let Some(cg) = graph.node(all[i]).children {
-                    all.extend(graph.group(cg).tasks.iter().copied().filter(|&c| !self.tasks[c as usize].phase.is_done()));
+                    all.extend(
+                        graph.group(cg).tasks.iter().copied().filter(|&c| !self.tasks[c as usize].phase.is_done()),
+                    );
                 }
                 i += 1;
             }

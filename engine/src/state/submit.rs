@@ -102,11 +102,8 @@ impl State {
         // The checks of a task on its own (id, command, env, retry...), as for a file.
         let mut run = graph.spec.run.clone();
         run.sim_cancel.clear(); // they name the file's tasks, not this one
-        let alone = Spec {
-            run,
-            tasks: vec![TaskSpec { after: Vec::new(), parent: None, ..spec.clone() }],
-            waves: Vec::new(),
-        };
+        let alone =
+            Spec { run, tasks: vec![TaskSpec { after: Vec::new(), parent: None, ..spec.clone() }], waves: Vec::new() };
         spec::validate(&alone, &spec::Unplaced("task")).map_err(|e| one_line(&e.to_string()))?;
 
         let parent = match spec.parent.as_deref() {
