@@ -277,6 +277,9 @@ pub struct ShowArgs {
     /// Redraw the tree as records arrive, until the run finishes (plain lines without a TTY).
     #[arg(long)]
     pub watch: bool,
+    /// One line per task in declaration order, with a parent column, instead of the tree.
+    #[arg(long)]
+    pub flat: bool,
 }
 
 #[derive(Debug, Args)]

@@ -220,7 +220,8 @@ pub fn show(cli: &Cli, a: &ShowArgs) -> Result<ExitCode, Failure> {
         run.id.as_deref().unwrap_or(&run.log.display().to_string()),
         summary.outcome.map_or("unfinished", |o| o.name())
     ))?;
-    for l in crate::watch::tree_lines(&state) {
+    let tree = if a.flat { crate::watch::flat_lines(&state) } else { crate::watch::tree_lines(&state) };
+    for l in tree {
         line(l)?;
     }
     for l in summary.render().lines() {

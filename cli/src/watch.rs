@@ -26,11 +26,35 @@ const MAX_TREE_LINES: usize = 40;
 pub fn describe(state: &State, t: u32) -> (String, String, u32) {
     let graph = state.graph().expect("started");
     let task = state.task(t);
-    let phase = match task.phase {
+    let mut phase = match task.phase {
         Phase::Done(s) => s.name().to_string(),
+        // A delegated parent shows how far its children are: `delegated (2/3)`.
+        Phase::Delegated => {
+            let word = orch_engine::view::status(state, t);
+            let (done, total) = graph.node(t).children.map_or((0, 0), |g| {
+                let tasks = &graph.group(g).tasks;
+                (tasks.iter().filter(|&&c| state.task(c).phase.is_done()).count(), tasks.len())
+            });
+            format!("{word} ({done}/{total})")
+        }
         p => p.name().to_string(),
     };
+    if let Some(mark) = task.mark {
+        phase = format!("{phase} [{}]", mark.name());
+    }
     (graph.id(t).to_string(), phase, task.attempts)
+}
+
+/// The tasks in declaration (and submission) order, each with its parent.
+pub fn flat_lines(state: &State) -> Vec<String> {
+    let Some(graph) = state.graph() else { return Vec::new() };
+    let mut out = vec![format!("  {:<24} {:<18} {:<24} attempts", "task", "state", "parent")];
+    for t in 0..graph.len() as u32 {
+        let (id, phase, attempts) = describe(state, t);
+        let parent = graph.parent(t).map_or("-", |p| graph.id(p));
+        out.push(format!("  {id:<24} {phase:<18} {parent:<24} {attempts}"));
+    }
+    out
 }
 
 /// The task tree: depth-first through the groups, the run's waves first, each parent

@@ -16,7 +16,7 @@ use crate::drive::{start_and_drive, DriveError, World};
 use crate::graph::Graph;
 use crate::record::{
     AttemptExited, CancelRequested, Digest, Event, ExitStatus, HookAnswered, ParentWoken, Record, TaskSubmitted,
-    Terminal, TimerFired, TimerKey, Verdict,
+    TimerFired, TimerKey, Verdict,
 };
 use crate::spec::{SimBehaviour, SimFinalize, SimHook, SimOutcome, Spec, TaskSpec};
 use crate::state::{ApplyError, Phase, State};
@@ -116,8 +116,7 @@ impl SimWorld {
         let graph = graph_of(state);
         let script = graph.task(&woken.parent).and_then(|p| graph.task_spec(p).sim.as_ref()).map(|b| b.hook);
         let failed = woken.child.as_deref().and_then(|c| graph.task(c)).and_then(|c| match state.task(c).phase {
-            Phase::Done(Terminal::Succeeded) => None,
-            Phase::Done(other) => Some(other),
+            Phase::Done(state) if state.is_failure() => Some(state),
             _ => None,
         });
         let (verdict, reason) = match (script.unwrap_or_default(), failed) {

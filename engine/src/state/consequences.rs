@@ -64,7 +64,9 @@ impl State {
                 }
             }
         }
-        if let (WakePolicy::OnChildComplete, Some(parent)) = (wave.wake, graph.wave_parent(wave_idx)) {
+        // A parent whose hook said stop is not woken again: its answer is given.
+        let stopped = self.groups[wave.group as usize].stopped.is_some();
+        if let (WakePolicy::OnChildComplete, Some(parent), false) = (wave.wake, graph.wave_parent(wave_idx), stopped) {
             self.wakes.push_back(ParentWoken {
                 parent: graph.id(parent).to_string(),
                 wave: wave.ordinal,
@@ -129,7 +131,8 @@ impl State {
         let g = wave.group;
         self.groups[g as usize].active_wave = None;
         let parent = graph.group(g).parent;
-        if let (WakePolicy::OnWaveComplete, Some(p)) = (wave.wake, parent) {
+        let stopped = self.groups[g as usize].stopped.is_some();
+        if let (WakePolicy::OnWaveComplete, Some(p), false) = (wave.wake, parent, stopped) {
             self.wakes.push_back(ParentWoken { parent: graph.id(p).to_string(), wave: wave.ordinal, child: None });
         }
         let later = &graph.group(g).waves[wave.ordinal as usize + 1..];

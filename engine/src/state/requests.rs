@@ -127,8 +127,11 @@ impl State {
             return Ok(());
         };
         let p = self.lookup(parent)?;
-        let woken = self.hooks.get_mut(&p).and_then(|q| q.pop_front());
-        let fits = woken.is_some_and(|w| w.child == h.child) && matches!(h.verdict, Verdict::Continue | Verdict::Stop);
+        // The answer names the wake it answers (by the child that woke the parent): a
+        // world may run one parent's hooks in any order, the fold does not mind.
+        let woken =
+            self.hooks.get_mut(&p).and_then(|q| q.iter().position(|w| w.child == h.child).and_then(|i| q.remove(i)));
+        let fits = woken.is_some() && matches!(h.verdict, Verdict::Continue | Verdict::Stop);
         if !fits {
             return Err(ApplyError::Inconsistent(format!("a hook answer for {parent} that no wake called for")));
         }
