@@ -148,7 +148,10 @@ impl World for SimWorld {
                     None => std::borrow::Cow::Owned(SimBehaviour::default()),
                 };
                 let output = behaviour.stdout.clone().unwrap_or_default();
-                let duration_ms = behaviour.duration_ms;
+                // A child's `orch task create` returns before it can exit: its exit comes
+                // after its last submission, however short its scripted duration.
+                let creating = if *attempt == 1 { behaviour.creates.len() as u64 } else { 0 };
+                let duration_ms = behaviour.duration_ms.max(creating * behaviour.create_every_ms + 1);
                 let status = match behaviour.outcome(*attempt) {
                     SimOutcome::Succeed => Some(ExitStatus::Code(0)),
                     SimOutcome::Fail(code) => Some(ExitStatus::Code(code)),
