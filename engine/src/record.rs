@@ -216,17 +216,20 @@ pub enum UpdateStatus {
     Delegated,
     Done,
     Failed,
+    /// Cancel the task (and, under cascading cancellation, its children and dependents).
+    Cancelled,
     Reviewing,
     Reviewed,
     Stuck,
 }
 
 impl UpdateStatus {
-    pub const ALL: [UpdateStatus; 7] = [
+    pub const ALL: [UpdateStatus; 8] = [
         UpdateStatus::Working,
         UpdateStatus::Delegated,
         UpdateStatus::Done,
         UpdateStatus::Failed,
+        UpdateStatus::Cancelled,
         UpdateStatus::Reviewing,
         UpdateStatus::Reviewed,
         UpdateStatus::Stuck,
@@ -238,6 +241,7 @@ impl UpdateStatus {
             UpdateStatus::Delegated => "delegated",
             UpdateStatus::Done => "done",
             UpdateStatus::Failed => "failed",
+            UpdateStatus::Cancelled => "cancelled",
             UpdateStatus::Reviewing => "reviewing",
             UpdateStatus::Reviewed => "reviewed",
             UpdateStatus::Stuck => "stuck",

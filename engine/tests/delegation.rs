@@ -234,6 +234,40 @@ fn a_failed_child_holds_its_parent_until_someone_settles_it() {
 }
 
 #[test]
+fn a_child_cancelled_by_hand_holds_its_parent_and_a_cancelled_parent_takes_its_children() {
+    let mut run = Run::start(PLANNER);
+    for id in ["a", "b"] {
+        assert_eq!(
+            run.submit(Some("planner"), serde_json::json!({"id": id, "command": "x", "parent": "planner"})),
+            Ok(())
+        );
+    }
+    run.exit("planner", 0);
+    // `a` runs; cancelling it kills it; the parent is held once `b` is done.
+    assert_eq!(run.update("a", UpdateStatus::Cancelled), Ok(()));
+    assert!(run.log.iter().any(|r| matches!(&r.event, Event::AttemptKillRequested(k) if k.task == "a")));
+    run.exit("a", -1);
+    run.exit("b", 0);
+    assert!(run.core.state().is_stuck(run.idx("planner")));
+    assert!(run.update("a", UpdateStatus::Cancelled).unwrap_err().contains("already finished"));
+
+    // Cancelling a delegated parent (cascading, the default) takes its running children
+    // with it, and it ends after them, not stuck.
+    let mut run = Run::start(PLANNER);
+    assert_eq!(
+        run.submit(Some("planner"), serde_json::json!({"id": "c", "command": "x", "parent": "planner"})),
+        Ok(())
+    );
+    run.exit("planner", 0);
+    assert_eq!(run.update("planner", UpdateStatus::Cancelled), Ok(()));
+    assert_eq!(run.phase("planner"), Phase::Delegated, "it waits for its child to be killed");
+    run.exit("c", -1);
+    assert_eq!(run.phase("c"), Phase::Done(Terminal::Cancelled));
+    assert_eq!(run.phase("planner"), Phase::Done(Terminal::Cancelled));
+    run.replays();
+}
+
+#[test]
 fn updates_by_hand_follow_the_lifecycle() {
     let mut run = Run::start(PLANNER);
     assert!(run.update("planner", UpdateStatus::Done).unwrap_err().contains("is running"));

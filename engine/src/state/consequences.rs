@@ -33,6 +33,16 @@ impl State {
         if ws.remaining == 0 && ws.status == WaveStatus::Open {
             self.closable.insert(wave_idx);
         }
+        // A child cancelled on its own (not with its parent) holds a `hold` parent too:
+        // someone has to say whether the parent's work is done without it.
+        if state == Terminal::Cancelled && wave.on_failure == WaveFailure::Hold {
+            if let Some(p) = graph.group(wave.group).parent {
+                let group = &mut self.groups[wave.group as usize];
+                if group.cancelled.is_none() && self.tasks[p as usize].phase != Phase::Done(Terminal::Cancelled) {
+                    group.held.get_or_insert(format!("{id} cancelled"));
+                }
+            }
+        }
         if state.is_failure() {
             self.waves[wave_idx as usize].failures += 1;
             let cause = format!("{id} {}", state.name());

@@ -55,6 +55,13 @@ impl State {
                     other.name()
                 )),
             },
+            UpdateStatus::Cancelled => match phase {
+                Phase::Done(state) => Err(format!("task {:?} has already finished ({})", u.task, state.name())),
+                _ => {
+                    self.cancel_task(t);
+                    Ok(())
+                }
+            },
             UpdateStatus::Done | UpdateStatus::Failed => {
                 let terminal = if u.status == UpdateStatus::Done { Terminal::Succeeded } else { Terminal::Failed };
                 match phase {
