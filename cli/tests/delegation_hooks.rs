@@ -1,0 +1,259 @@
+//! Delegation's hooks and child-failure policies end to end through the real binary: a
+//! parent's wake hook after each child of a parallel `on_child_complete` wave, answering
+//! `stop` at the first failure (running siblings cancelled or left to finish per
+//! `on_stop`, pending ones skipped); a parent left stuck by a failed child (`hold`) and
+//! settled from a shell; the run's `before_finalize` auditor. Checked from the recorded
+//! log and `orch replay`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use orch_engine::journal::read_records;
+use orch_engine::record::{Event, KillReason, Record, RunOutcome, Terminal, Verdict};
+use serde_json::Value;
+
+/// `orch` in `dir`, as from a shell outside any run; children find it on PATH.
+fn orch(dir: &Path, args: &[&str]) -> Command {
+    let bin = Path::new(env!("CARGO_BIN_EXE_orch"));
+    let path = format!("{}:{}", bin.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
+    let mut c = Command::new(bin);
+    c.args(args).current_dir(dir).env("PATH", path);
+    for var in ["ORCH_STORE", "ORCH_SOCKET", "ORCH_TASK_ID", "ORCH_RUN_ID"] {
+        c.env_remove(var);
+    }
+    c
+}
+
+fn spawn_run(dir: &Path, spec: &str) -> Child {
+    std::fs::write(dir.join("wf.toml"), spec).unwrap();
+    orch(dir, &["run", "wf.toml", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+/// Waits for the run to end; its exit code and records, once `orch replay` passed.
+fn finish(dir: &Path, run: Child) -> (i32, Vec<Record>) {
+    let out = run.wait_with_output().unwrap();
+    let summary: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let id = summary["run"].as_str().unwrap();
+    let replay = orch(dir, &["replay", id]).output().unwrap();
+    assert!(replay.status.success(), "orch replay: {}", String::from_utf8_lossy(&replay.stderr));
+    (out.status.code().unwrap(), read_records(&dir.join(".orch/runs").join(id).join("log")).unwrap())
+}
+
+fn run(dir: &Path, spec: &str) -> (i32, Vec<Record>) {
+    finish(dir, spawn_run(dir, spec))
+}
+
+fn seq_of(records: &[Record], what: &str, f: impl Fn(&Event) -> bool) -> usize {
+    records.iter().position(|r| f(&r.event)).unwrap_or_else(|| panic!("no record: {what}"))
+}
+
+fn finished(records: &[Record]) -> BTreeMap<String, (usize, Terminal)> {
+    let f = records.iter().enumerate().filter_map(|(seq, r)| match &r.event {
+        Event::TaskFinished(f) => Some((f.task.clone(), (seq, f.state))),
+        _ => None,
+    });
+    f.collect()
+}
+
+/// A parent `tests` whose parallel wave (at most 2 at once) wakes it after each child.
+/// `a` succeeds; `b` fails once `a` is done (so the first answer is a continue); `c` and
+/// `d` start as slots free and are still running at the stop; `e` never starts.
+fn wave_spec(dir: &Path, on_stop: &str, running: &str) -> String {
+    let wakes = dir.join("wakes.jsonl").display().to_string();
+    format!(
+        r#"[run]
+max_concurrency = 8
+[[task]]
+id = "tests"
+on_stop = "{on_stop}"
+hook = '''read -r input; echo "$input" >> {wakes}; if echo "$input" | grep -q '"status":"failed"'; then echo '{{"answer":"stop","reason":"a shard failed"}}'; else echo '{{"answer":"continue"}}'; fi'''
+[[task]]
+id = "a"
+parent = "tests"
+command = "true"
+[[task]]
+id = "b"
+parent = "tests"
+command = '''until orch task list --json | grep -q '"id":"a","status":"done"'; do sleep 0.02; done; exit 3'''
+[[task]]
+id = "c"
+parent = "tests"
+command = '''{running}'''
+[[task]]
+id = "d"
+parent = "tests"
+command = '''{running}'''
+[[task]]
+id = "e"
+parent = "tests"
+command = "true"
+[[wave]]
+parent = "tests"
+tasks = ["a", "b", "c", "d", "e"]
+max_concurrency = 2
+wake = "on_child_complete"
+"#
+    )
+}
+
+/// What both `on_stop` policies share: a continue, then the stop at the first failure,
+/// `e` skipped, the wave closed as stopped, the run failed (the wave's `fail_parent`).
+fn assert_stopped_at_first_failure(
+    dir: &Path,
+    code: i32,
+    r: &[Record],
+) -> (usize, BTreeMap<String, (usize, Terminal)>) {
+    assert_eq!(code, 1, "a failed child fails the parent, and the run");
+    let answers: Vec<(Option<&str>, Verdict, Option<&str>)> = r
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::HookAnswered(h) => Some((h.child.as_deref(), h.verdict, h.reason.as_deref())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers, [(Some("a"), Verdict::Continue, None), (Some("b"), Verdict::Stop, Some("a shard failed"))]);
+    let woken: Vec<_> = r
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::ParentWoken(w) => Some((w.parent.as_str(), w.child.as_deref())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(&woken[..2], [("tests", Some("a")), ("tests", Some("b"))], "woken after each child, in order");
+
+    let stop_answer = seq_of(r, "stop", |e| matches!(e, Event::HookAnswered(h) if h.verdict == Verdict::Stop));
+    let stopped = seq_of(r, "children_stopped", |e| matches!(e, Event::ChildrenStopped(c) if c.parent == "tests"));
+    assert_eq!(stopped, stop_answer + 1, "the stop is decided right on the recorded answer");
+    let done = finished(r);
+    assert_eq!(done["a"].1, Terminal::Succeeded);
+    assert_eq!(done["b"].1, Terminal::Failed);
+    assert_eq!(done["e"].1, Terminal::Skipped);
+    assert!(done["e"].0 > stopped);
+    assert!(!r.iter().any(|r| matches!(&r.event, Event::AttemptDispatched(d) if d.task == "e")), "e never ran");
+    let closed =
+        seq_of(r, "wave closed", |e| matches!(e, Event::WaveClosed(w) if w.parent.as_deref() == Some("tests")));
+    let Event::WaveClosed(w) = &r[closed].event else { unreachable!() };
+    assert!(w.stopped && w.failures == 1, "{w:?}");
+    assert_eq!(done["tests"].1, Terminal::Failed);
+    let last = r.last().unwrap();
+    assert!(matches!(&last.event, Event::RunFinished(f) if f.outcome == RunOutcome::Failed), "{last:?}");
+
+    // The hook was told about each completion, as JSON on stdin.
+    let wakes = std::fs::read_to_string(dir.join("wakes.jsonl")).unwrap();
+    let wakes: Vec<Value> = wakes.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(wakes.len(), 2, "{wakes:?}");
+    assert_eq!(
+        (&wakes[0]["parent"], &wakes[0]["child"], &wakes[0]["status"]),
+        (&"tests".into(), &"a".into(), &"done".into())
+    );
+    assert_eq!((&wakes[1]["child"], &wakes[1]["status"]), (&"b".into(), &"failed".into()));
+    (stopped, done)
+}
+
+#[test]
+fn a_wake_hook_stops_the_wave_at_the_first_failure_cancelling_running_siblings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, r) = run(tmp.path(), &wave_spec(tmp.path(), "cancel_running", "sleep 60"));
+    let (stopped, done) = assert_stopped_at_first_failure(tmp.path(), code, &r);
+    for t in ["c", "d"] {
+        assert_eq!(done[t].1, Terminal::Cancelled, "{t} was running at the stop");
+        let kill = seq_of(&r, t, |e| matches!(e, Event::AttemptKillRequested(k) if k.task == t));
+        let Event::AttemptKillRequested(k) = &r[kill].event else { unreachable!() };
+        assert!(kill > stopped && k.reason == KillReason::Stop, "{k:?}");
+    }
+}
+
+#[test]
+fn with_finish_running_the_running_siblings_finish_after_the_stop() {
+    let tmp = tempfile::tempdir().unwrap();
+    // c and d end only once the stop has skipped e: they were running when it came.
+    let running = r#"until orch task list --json | grep -q '"id":"e","status":"skipped"'; do sleep 0.02; done"#;
+    let (code, r) = run(tmp.path(), &wave_spec(tmp.path(), "finish_running", running));
+    let (stopped, done) = assert_stopped_at_first_failure(tmp.path(), code, &r);
+    assert!(!r.iter().any(|r| matches!(r.event, Event::AttemptKillRequested(_))), "nothing killed");
+    for t in ["c", "d"] {
+        assert_eq!(done[t].1, Terminal::Succeeded, "{t} ran to its end");
+        assert!(done[t].0 > stopped);
+    }
+}
+
+#[test]
+fn before_finalize_reject_fails_the_run_and_accept_keeps_it_succeeded() {
+    for (answer, code, outcome) in [("reject", 1, RunOutcome::Failed), ("accept", 0, RunOutcome::Succeeded)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let input = tmp.path().join("audit.json").display().to_string();
+        let spec = format!(
+            "[run]\nbefore_finalize = '''cat > {input}; echo '{{\"answer\":\"{answer}\",\"reason\":\"audited\"}}' '''\n\
+             [[task]]\nid = \"a\"\ncommand = \"orch ctx set deliverable a.tar\"\n"
+        );
+        let (got, r) = run(tmp.path(), &spec);
+        assert_eq!(got, code, "{answer}");
+        let asked = seq_of(&r, "finalize_requested", |e| matches!(e, Event::FinalizeRequested(_)));
+        let Event::FinalizeRequested(f) = &r[asked].event else { unreachable!() };
+        assert_eq!(f.outcome, RunOutcome::Succeeded, "the hook is shown the outcome before its verdict");
+        let Event::HookAnswered(h) = &r[asked + 1].event else { panic!("{:?}", r[asked + 1]) };
+        assert_eq!((h.parent.as_deref(), h.verdict.name(), h.reason.as_deref()), (None, answer, Some("audited")));
+        let Event::RunFinished(end) = &r[asked + 2].event else { panic!("{:?}", r[asked + 2]) };
+        assert_eq!((end.outcome, end.aggregate), (outcome, f.aggregate), "the verdict decides; the aggregate stands");
+        let audit: Value = serde_json::from_str(&std::fs::read_to_string(&input).unwrap()).unwrap();
+        assert_eq!((&audit["outcome"], &audit["context"]["deliverable"]), (&"succeeded".into(), &"a.tar".into()));
+        assert_eq!(audit["aggregate"].as_str(), Some(f.aggregate.hex().as_str()));
+    }
+}
+
+/// A parent whose run-time child failed is stuck (`hold`); a shell settles it. With
+/// `also_running`, another task keeps the run alive, so the settlement is not its end.
+fn settle_stuck_parent(dir: &Path, also_running: bool) -> (Output, i32, Vec<Record>) {
+    let go = dir.join("go").display().to_string();
+    let mut spec = "[[task]]\nid = \"p\"\ncommand = \"orch task create c -- false\"\n".to_string();
+    if also_running {
+        spec += &format!("[[task]]\nid = \"hold\"\ncommand = 'until [ -e {go} ]; do sleep 0.02; done'\n");
+    }
+    let child = spawn_run(dir, &spec);
+    let start = Instant::now();
+    loop {
+        // Synchronisation with the live run only: nothing is measured.
+        let list = orch(dir, &["task", "list", "--run", "latest", "--json"]).output().unwrap();
+        if String::from_utf8_lossy(&list.stdout).contains(r#"{"id":"p","status":"stuck""#) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "p never got stuck");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let args = ["task", "update", "p", "--status", "done", "--note", "checked by hand", "--run", "latest"];
+    let update = orch(dir, &args).output().unwrap();
+    std::fs::write(&go, "").unwrap();
+    let (code, records) = finish(dir, child);
+    (update, code, records)
+}
+
+#[test]
+fn a_parent_stuck_on_a_failed_child_is_settled_from_a_shell() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (update, code, r) = settle_stuck_parent(tmp.path(), true);
+    assert!(update.status.success(), "{}", String::from_utf8_lossy(&update.stderr));
+    assert_eq!(String::from_utf8_lossy(&update.stdout).trim(), "p: done");
+    assert_eq!(code, 0, "settled done: the parent's verdict stands for its children");
+    let woken = seq_of(&r, "p woken", |e| matches!(e, Event::ParentWoken(w) if w.parent == "p"));
+    let updated = seq_of(&r, "update", |e| matches!(e, Event::TaskUpdated(u) if u.task == "p" && u.by.is_none()));
+    let done = finished(&r);
+    assert_eq!(done["c"].1, Terminal::Failed);
+    assert!(done["c"].0 < woken && woken < updated && updated < done["p"].0, "p waited, stuck, until settled");
+    assert_eq!(done["p"].1, Terminal::Succeeded);
+    let Event::TaskFinished(f) = &r[done["p"].0].event else { unreachable!() };
+    assert!(f.cause.as_deref().unwrap_or_default().contains("checked by hand"), "{:?}", f.cause);
+}
+
+#[test]
+#[ignore = "BUG: a request whose answer ends the run gets no answer: the engine exits before the \
+            connection writes it (the client sees 'closed the connection without answering', exit 2)"]
+fn settling_the_last_open_task_is_answered_before_the_run_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (update, code, r) = settle_stuck_parent(tmp.path(), false);
+    assert_eq!(code, 0);
+    assert_eq!(finished(&r)["p"].1, Terminal::Succeeded, "the update was applied");
+    assert!(update.status.success(), "{}", String::from_utf8_lossy(&update.stderr));
+}
