@@ -248,8 +248,6 @@ fn a_parent_stuck_on_a_failed_child_is_settled_from_a_shell() {
 }
 
 #[test]
-#[ignore = "BUG: a request whose answer ends the run gets no answer: the engine exits before the \
-            connection writes it (the client sees 'closed the connection without answering', exit 2)"]
 fn settling_the_last_open_task_is_answered_before_the_run_ends() {
     let tmp = tempfile::tempdir().unwrap();
     let (update, code, r) = settle_stuck_parent(tmp.path(), false);

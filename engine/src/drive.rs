@@ -23,6 +23,10 @@ pub trait World {
 
     /// Waits for the next input and its time; `None` when nothing can come any more.
     fn next_input(&mut self, state: &State) -> Result<Option<(u64, Event)>, Self::Error>;
+
+    /// The run has finished and its last effects are performed: deliver what is still
+    /// on its way out (answers to clients). Nothing is recorded any more.
+    fn finished(&mut self, _state: &State) {}
 }
 
 /// Why a drive stopped before the run finished.
@@ -87,6 +91,7 @@ pub fn drive<W: World, C: std::error::Error + 'static>(
             continue;
         }
         if core.state().is_finished() {
+            world.finished(core.state());
             return Ok(core.into_state());
         }
         match world.next_input(core.state()).map_err(DriveError::World)? {

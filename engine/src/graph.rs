@@ -53,8 +53,10 @@ pub struct Wave {
     pub cap: Option<u32>,
     pub on_failure: WaveFailure,
     pub wake: WakePolicy,
-    /// Made at run time for submitted tasks (never holds tasks of the spec file).
-    pub dynamic: bool,
+    /// Declared with `[[wave]]`: a barrier the user drew. Tasks submitted at run time
+    /// join a group's last wave only when it is not declared (the implicit wave of the
+    /// spec's children, or one made at run time) and not closed.
+    pub declared: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -146,7 +148,7 @@ impl Graph {
                 cap: w.max_concurrency,
                 on_failure: w.on_failure,
                 wake: w.wake,
-                dynamic: false,
+                declared: true,
             });
         }
         for (g, group) in groups.iter_mut().enumerate() {
@@ -163,7 +165,7 @@ impl Graph {
                     cap: None,
                     on_failure: WaveFailure::default(),
                     wake: WakePolicy::default(),
-                    dynamic: false,
+                    declared: false,
                 });
             }
         }

@@ -11,7 +11,7 @@ use crate::spec::{TaskSpec, WaveFailure};
 pub struct Placement {
     pub task: TaskIdx,
     pub wave: WaveIdx,
-    /// The task opened a new wave of its group (there was no dynamic wave still to close).
+    /// The task opened a new wave of its group (its last wave was declared, or closed).
     pub new_wave: bool,
     /// The task's parent had no children before: its group was created.
     pub new_group: bool,
@@ -21,9 +21,9 @@ pub struct Placement {
 
 impl Graph {
     /// Appends `spec` (checked by the caller: its id is new, its `after` names existing
-    /// tasks, its parent is `parent`) to `parent`'s group: into `join` when given (a
-    /// dynamic wave of that group that has not closed), else into a new dynamic wave
-    /// after the group's last, whose policies come from the parent.
+    /// tasks, its parent is `parent`) to `parent`'s group: into `join` when given (the
+    /// group's last wave, undeclared and not closed), else into a new wave after the
+    /// group's last, whose policies come from the parent.
     pub(crate) fn add_task(&mut self, mut spec: TaskSpec, parent: Option<TaskIdx>, join: Option<WaveIdx>) -> Placement {
         let t = self.nodes.len() as TaskIdx;
         spec.parent = parent.map(|p| self.id(p).to_string());
@@ -49,7 +49,15 @@ impl Graph {
                 let wake = parent_spec.and_then(|p| p.wake_policy).unwrap_or_default();
                 let ordinal = self.groups[group as usize].waves.len() as u32;
                 self.groups[group as usize].waves.push(w);
-                self.waves.push(Wave { group, ordinal, tasks: Vec::new(), cap: None, on_failure, wake, dynamic: true });
+                self.waves.push(Wave {
+                    group,
+                    ordinal,
+                    tasks: Vec::new(),
+                    cap: None,
+                    on_failure,
+                    wake,
+                    declared: false,
+                });
                 (w, true)
             }
         };

@@ -9,6 +9,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
@@ -152,6 +154,9 @@ fn addressable(path: &Path) -> std::io::Result<(Option<std::fs::File>, PathBuf)>
 #[derive(Debug)]
 pub(super) struct Listener {
     path: PathBuf,
+    /// Requests read and not yet answered on their connection: the engine waits for
+    /// them at the end, so the answer to the request that ended the run is delivered.
+    inflight: Arc<AtomicUsize>,
 }
 
 impl Listener {
@@ -174,12 +179,19 @@ impl Listener {
         let std_listener = bound?;
         std_listener.set_nonblocking(true)?;
         let listener = tokio::net::UnixListener::from_std(std_listener)?;
+        let inflight = Arc::new(AtomicUsize::new(0));
+        let counter = inflight.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, tx.clone()));
+                tokio::spawn(serve(stream, tx.clone(), counter.clone()));
             }
         });
-        Ok(Listener { path: path.to_path_buf() })
+        Ok(Listener { path: path.to_path_buf(), inflight })
+    }
+
+    /// Requests read and not yet answered.
+    pub(super) fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::SeqCst)
     }
 }
 
@@ -190,7 +202,7 @@ impl Drop for Listener {
 }
 
 /// One connection: requests one per line, answers in order.
-async fn serve(stream: tokio::net::UnixStream, tx: mpsc::UnboundedSender<Pending>) {
+async fn serve(stream: tokio::net::UnixStream, tx: mpsc::UnboundedSender<Pending>, inflight: Arc<AtomicUsize>) {
     let (read, mut write) = stream.into_split();
     let mut lines = tokio::io::BufReader::new(read);
     let mut line = Vec::new();
@@ -203,6 +215,8 @@ async fn serve(stream: tokio::net::UnixStream, tx: mpsc::UnboundedSender<Pending
         if n == 0 {
             return;
         }
+        inflight.fetch_add(1, Ordering::SeqCst);
+        let _answered = Answered(&inflight);
         let response = if line.len() > MAX_LINE {
             Response::error(format!("request longer than {MAX_LINE} bytes"))
         } else {
@@ -228,5 +242,15 @@ async fn serve(stream: tokio::net::UnixStream, tx: mpsc::UnboundedSender<Pending
         if line.len() > MAX_LINE {
             return; // the rest of that line cannot be told from a next request
         }
+    }
+}
+
+/// Counts a request as answered when dropped: after its answer is written, or when its
+/// connection fails (either way nothing more can be delivered).
+struct Answered<'a>(&'a AtomicUsize);
+
+impl Drop for Answered<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -154,7 +154,7 @@ pub(super) struct ProcessWorld {
     /// hooks run one at a time, in wake order; different parents' run side by side).
     pub(super) hook_queue: BTreeMap<String, std::collections::VecDeque<(Option<String>, hooks::HookCall)>>,
     pub(super) hook_busy: std::collections::BTreeSet<String>,
-    _listener: control::Listener,
+    listener: control::Listener,
 }
 
 impl ProcessWorld {
@@ -217,7 +217,7 @@ impl ProcessWorld {
             replies: BTreeMap::new(),
             hook_queue: BTreeMap::new(),
             hook_busy: Default::default(),
-            _listener: listener,
+            listener,
         })
     }
 
@@ -285,6 +285,20 @@ impl World for ProcessWorld {
             Action::Finalize { outcome, aggregate } => self.finalize_hook(*outcome, *aggregate, state),
         }
         Ok(None)
+    }
+
+    fn finished(&mut self, _state: &State) {
+        // The answer to the request that ended the run is written by a task of this
+        // runtime, which runs only while driven: drive it until every request read is
+        // answered (late ones are told the run has finished), for a second at most.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.listener.inflight() > 0 && Instant::now() < deadline {
+            let rx = &mut self.rx;
+            let next = self.runtime.block_on(async { tokio::time::timeout(Duration::from_millis(5), rx.recv()).await });
+            if let Ok(Some(Incoming::Control(pending))) = next {
+                let _ = pending.reply.send(control::Response::error("the run has finished"));
+            }
+        }
     }
 
     fn next_input(&mut self, state: &State) -> Result<Option<(u64, Event)>, Self::Error> {

@@ -211,8 +211,18 @@ pub fn argv_of(command: Option<&Command>) -> Option<Vec<String>> {
 }
 
 fn needs_shell(s: &str) -> bool {
-    s.trim().is_empty() || s.chars().any(|c| "|&;<>()$`\\\"'*?[]#~=%{}!\n".contains(c))
+    s.trim().is_empty()
+        || s.chars().any(|c| "|&;<>()$`\\\"'*?[]#~=%{}!\n".contains(c))
+        || s.split_whitespace().next().is_some_and(|word| SHELL_BUILTINS.contains(&word))
 }
+
+/// Words that are the shell's own (special built-ins and the like, as make lists them):
+/// there is no program of that name to exec, so a line starting with one goes to `sh -c`.
+const SHELL_BUILTINS: &[&str] = &[
+    ".", ":", "alias", "bg", "break", "cd", "command", "continue", "eval", "exec", "exit", "export", "fc", "fg",
+    "getopts", "hash", "jobs", "read", "readonly", "return", "set", "shift", "source", "times", "trap", "type",
+    "ulimit", "umask", "unalias", "unset", "wait",
+];
 
 fn status_of(s: std::process::ExitStatus) -> ExitStatus {
     use std::os::unix::process::ExitStatusExt;
@@ -244,6 +254,10 @@ mod tests {
         assert_eq!(shell("cargo build --release"), ["cargo", "build", "--release"]);
         assert_eq!(shell("echo hi > out"), ["/bin/sh", "-c", "echo hi > out"]);
         assert_eq!(shell("FOO=1 make"), ["/bin/sh", "-c", "FOO=1 make"]);
+        // Built-ins have no program to exec.
+        assert_eq!(shell("exit 3"), ["/bin/sh", "-c", "exit 3"]);
+        assert_eq!(shell("cd sub"), ["/bin/sh", "-c", "cd sub"]);
+        assert_eq!(shell("exiter 3"), ["exiter", "3"]);
         assert_eq!(argv_of(Some(&Command::Argv(vec!["a b".into()]))).unwrap(), ["a b"]);
         assert_eq!(argv_of(None), None);
     }

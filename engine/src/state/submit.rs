@@ -33,7 +33,9 @@ impl State {
 
         let graph = self.graph.as_mut().expect("checked in apply: the run has started");
         let last = parent_group_last_wave(graph, parent);
-        let join = last.filter(|&w| graph.wave(w).dynamic && self.waves[w as usize].status != WaveStatus::Closed);
+        // Joining the open implicit wave lets a task added from a shell start at once; a
+        // declared wave is a barrier the user drew, and a closed one is over.
+        let join = last.filter(|&w| !graph.wave(w).declared && self.waves[w as usize].status != WaveStatus::Closed);
         // The state is the graph's only owner while a run is driven (the worlds read it
         // through the state), so this grows it in place rather than copying it.
         let placed = Arc::make_mut(graph).add_task(spec, parent, join);
@@ -135,13 +137,21 @@ impl State {
         let waiting: BTreeSet<TaskIdx> = std::iter::once(p).chain(graph.ancestors(p)).collect();
         for &d in &deps {
             if let Some(path) = self.waits_for_any(d, &waiting) {
-                let chain: Vec<String> = path.iter().map(|&t| format!("{:?}", graph.id(t))).collect();
                 let last = *path.last().expect("a path has an end");
+                let kin = if last == p { "child" } else { "descendant" };
+                let (blocker, ancestor) = (graph.id(d), graph.id(last));
+                if path.len() == 1 {
+                    let role = if last == p { "its parent" } else { "an ancestor" };
+                    return Err(format!(
+                        "task {id:?} cannot be blocked by {blocker:?}: {blocker:?} is {role}, which finishes only after \
+                         its {kin} {id:?} (a cycle)"
+                    ));
+                }
+                let chain: Vec<String> = path.iter().map(|&t| format!("{:?}", graph.id(t))).collect();
                 return Err(format!(
-                    "blocking {id:?} on {:?} makes a cycle: {} waits for {:?} to finish, which waits for its child {id:?}",
-                    graph.id(d),
+                    "blocking {id:?} on {blocker:?} makes a cycle: {blocker:?} waits for {ancestor:?} ({}), and \
+                     {ancestor:?} finishes only after its {kin} {id:?}",
                     chain.join(" → "),
-                    graph.id(last),
                 ));
             }
         }
