@@ -327,8 +327,8 @@ fn cycles_unknown_blockers_and_duplicate_ids_are_refused_with_exit_2_and_recorde
     let text = std::fs::read_to_string(&out).unwrap();
     assert_eq!(text.matches("rc=2").count(), 7, "{text}");
     for needle in [
-        "task create loop: blocking \"loop\" on \"w\" makes a cycle",
-        "task create leaf: blocking \"leaf\" on \"w\" makes a cycle",
+        "task create loop: task \"loop\" cannot be blocked by \"w\": \"w\" is its parent",
+        "task create leaf: task \"leaf\" cannot be blocked by \"w\": \"w\" is an ancestor",
         "task create indirect: blocking \"indirect\" on \"after-w\" makes a cycle",
         "task create ghost: blocker \"nope\" is not a task of this run",
         "task create self: task \"self\" cannot be blocked by itself",
