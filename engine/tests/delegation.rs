@@ -395,3 +395,22 @@ mod random_trees {
         }
     }
 }
+
+#[test]
+fn a_task_added_at_the_run_level_starts_at_once_but_waits_behind_a_declared_wave() {
+    // The run's children form one implicit wave, open while they run: a task added from
+    // a shell joins it and is dispatched in the same step.
+    let mut run = Run::start(PLANNER);
+    assert_eq!(run.submit(None, serde_json::json!({"id": "hotfix", "command": "x"})), Ok(()));
+    assert_eq!(run.dispatched(), ["planner", "hotfix"]);
+
+    // Declared waves are barriers the user drew: a run-level task goes after them.
+    let mut run = Run::start("[[task]]\nid = \"a\"\ncommand = \"x\"\n[[wave]]\ntasks = [\"a\"]\n");
+    assert_eq!(run.submit(None, serde_json::json!({"id": "later", "command": "x"})), Ok(()));
+    assert_eq!(run.dispatched(), ["a"]);
+    run.exit("a", 0);
+    assert_eq!(run.dispatched(), ["a", "later"]);
+    run.exit("later", 0);
+    assert!(run.core.state().is_finished());
+    run.replays();
+}
