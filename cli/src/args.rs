@@ -107,8 +107,9 @@ pub struct TaskCreateArgs {
     #[command(flatten)]
     pub target: Target,
     /// The command: several words are an argv (exec'd directly); one word with spaces
-    /// is a shell line. None: a group task, done when its children are.
-    #[arg(last = true)]
+    /// is a shell line. (A task made at run time always runs something; it becomes a
+    /// parent by creating children while it runs.)
+    #[arg(last = true, required = true)]
     pub command: Vec<String>,
 }
 

@@ -29,7 +29,7 @@ pub fn describe(state: &State, t: u32) -> (String, String, u32) {
     let mut phase = match task.phase {
         Phase::Done(s) => s.name().to_string(),
         // A delegated parent shows how far its children are: `delegated (2/3)`.
-        Phase::Delegated => {
+        Phase::Delegated | Phase::Running { .. } if task.released || task.phase == Phase::Delegated => {
             let word = orch_engine::view::status(state, t);
             let (done, total) = graph.node(t).children.map_or((0, 0), |g| {
                 let tasks = &graph.group(g).tasks;

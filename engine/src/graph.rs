@@ -158,13 +158,16 @@ impl Graph {
                     wave_of[t as usize] = idx;
                 }
                 group.waves.push(idx);
+                // The parent's own settings for its children apply to their implicit wave
+                // (for children from the file, `fail_parent` unless it says otherwise).
+                let parent = group.parent.map(|p| &spec.tasks[p as usize]);
                 waves.push(Wave {
                     group: g as GroupIdx,
                     ordinal: 0,
                     tasks: group.tasks.clone(),
                     cap: None,
-                    on_failure: WaveFailure::default(),
-                    wake: WakePolicy::default(),
+                    on_failure: parent.and_then(|p| p.on_child_failure).unwrap_or_default(),
+                    wake: parent.and_then(|p| p.wake_policy).unwrap_or_default(),
                     declared: false,
                 });
             }

@@ -226,7 +226,7 @@ fn resolve_exit(state: &State, t: TaskIdx) -> Event {
                     at_ms: state.now_ms() + delay_ms,
                 });
             }
-            let terminal = if policy.max_attempts > 1 {
+            let terminal = if policy.max_attempts > 1 && !task.released {
                 Terminal::Exhausted
             } else if outcome == AttemptOutcome::TimedOut {
                 Terminal::TimedOut
@@ -239,7 +239,13 @@ fn resolve_exit(state: &State, t: TaskIdx) -> Event {
                 AttemptOutcome::TimedOut => format!("timed out after {} ms", spec.timeout_ms.unwrap_or(0)),
                 _ => "lost when the engine stopped".to_string(),
             };
-            let cause = if policy.max_attempts > 1 { format!("{attempt} attempts; last: {cause}") } else { cause };
+            let cause = if task.released {
+                format!("{cause} (after it delegated: not retried)")
+            } else if policy.max_attempts > 1 {
+                format!("{attempt} attempts; last: {cause}")
+            } else {
+                cause
+            };
             finished(terminal, Some(cause))
         }
     }

@@ -38,6 +38,8 @@ pub struct TaskRow {
 pub fn status(state: &State, t: TaskIdx) -> &'static str {
     match state.task(t).phase {
         Phase::Waiting | Phase::Ready => "pending",
+        // It said `delegated` while its command still runs.
+        Phase::Running { .. } if state.task(t).released => "delegated",
         Phase::Running { .. } | Phase::Exited { .. } | Phase::BackingOff { .. } => "working",
         Phase::Delegated if state.is_stuck(t) => "stuck",
         Phase::Delegated => "delegated",

@@ -62,8 +62,9 @@ pub(super) async fn run(call: HookCall) -> (Verdict, Option<String>) {
 async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String> {
     let mut cmd = match &call.command {
         Command::Argv(argv) => {
-            let mut c = tokio::process::Command::new(&argv[0]);
-            c.args(&argv[1..]);
+            let (program, args) = argv.split_first().ok_or("the hook names no program")?;
+            let mut c = tokio::process::Command::new(program);
+            c.args(args);
             c
         }
         Command::Shell(line) => {

@@ -157,7 +157,16 @@ pub fn resume(
     }
     // Hooks that were running when the engine died have no recorded answer: run them
     // again (like commands, hooks run at least once).
-    let woken: Vec<_> = core.state().hooks_out().values().flatten().cloned().collect();
+    // (Wakes among the pending decisions get their hook when those are performed.)
+    let pending_wakes: Vec<&crate::record::ParentWoken> = pending
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::ParentWoken(w) => Some(w),
+            _ => None,
+        })
+        .collect();
+    let woken: Vec<_> =
+        core.state().hooks_out().values().flatten().filter(|w| !pending_wakes.contains(w)).cloned().collect();
     for woken in woken {
         let _ = world.perform(&Action::RunHook { woken }, core.state());
     }

@@ -116,11 +116,13 @@ pub struct TaskSpec {
     /// with the completion as JSON on stdin; answers `continue` or `stop` on stdout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook: Option<Command>,
-    /// The wake policy of the children this task creates at run time.
+    /// The wake policy of this task's children that are in no `[[wave]]`: those of the
+    /// file, and those it creates at run time (default `on_wave_complete`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wake_policy: Option<WakePolicy>,
-    /// The failure policy of the children this task creates at run time (default
-    /// `hold`: the parent stays delegated, stuck, until someone settles it).
+    /// The failure policy of this task's children that are in no `[[wave]]`. Default:
+    /// `fail_parent` for children of the file; `hold` for children created at run time
+    /// in a wave of their own (the parent stays delegated, stuck, until settled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_child_failure: Option<WaveFailure>,
     /// What a `stop` from the hook does to children still running.

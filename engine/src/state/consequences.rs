@@ -35,10 +35,12 @@ impl State {
         }
         // A child cancelled on its own (not with its parent) holds a `hold` parent too:
         // someone has to say whether the parent's work is done without it.
+        // (Not the children a hook's `stop` cancels: the parent asked for that.)
         if state == Terminal::Cancelled && wave.on_failure == WaveFailure::Hold {
             if let Some(p) = graph.group(wave.group).parent {
                 let group = &mut self.groups[wave.group as usize];
-                if group.cancelled.is_none() && self.tasks[p as usize].phase != Phase::Done(Terminal::Cancelled) {
+                let on_its_own = group.cancelled.is_none() && group.stopped.is_none();
+                if on_its_own && self.tasks[p as usize].phase != Phase::Done(Terminal::Cancelled) {
                     group.held.get_or_insert(format!("{id} cancelled"));
                 }
             }
@@ -56,6 +58,7 @@ impl State {
                 // The run's own children have nobody to hold: the run fails.
                 WaveFailure::Hold if graph.group(wave.group).parent.is_none() => {
                     group.failed.get_or_insert(cause);
+                    group.skip_rest = true;
                 }
                 WaveFailure::Hold => {
                     group.held.get_or_insert(cause);

@@ -28,6 +28,9 @@ impl State {
         if let Some(ending) = self.ending {
             return Err(format!("the run is ending ({}): no new tasks", ending.cause()));
         }
+        if self.finalize != super::Finalize::Idle {
+            return Err("the run is being finalized (before_finalize judges it as it is): no new tasks".into());
+        }
         let spec: TaskSpec = serde_json::from_str(&s.task).map_err(|e| format!("invalid task: {e}"))?;
         let (parent, deps) = self.check_submission(&spec)?;
 

@@ -187,6 +187,9 @@ impl<'a> Checker<'a> {
         if run.timeout_ms == Some(0) {
             self.report(About::Run, self.places.run_field("timeout_ms"), "run.timeout_ms must be at least 1".into());
         }
+        if let Some(message) = run.before_finalize.as_ref().and_then(|c| blank_command(c)) {
+            self.report(About::Run, self.places.run_field("before_finalize"), format!("run.before_finalize {message}"));
+        }
         for (i, cancel) in run.sim_cancel.iter().enumerate() {
             if let Some(task) = &cancel.task {
                 if !self.ids.contains_key(task.as_str()) {
@@ -213,6 +216,9 @@ impl<'a> Checker<'a> {
             self.report(about, self.places.task_field(index, "id", None), message);
         }
         self.command(index, task);
+        if let Some(message) = task.hook.as_ref().and_then(|c| blank_command(c)) {
+            self.report(about, self.places.task_field(index, "hook", None), format!("task {id:?}: hook {message}"));
+        }
         for (key, value) in &task.env {
             let field = format!("env.{key}");
             if key.is_empty() || key.contains(['=', '\0']) {
@@ -407,6 +413,17 @@ impl<'a> Checker<'a> {
             _ => self.places.task(blame.from),
         };
         Some(Problem { place, message })
+    }
+}
+
+/// What is wrong with a hook's command, if anything: it must name something to run.
+fn blank_command(command: &Command) -> Option<&'static str> {
+    match command {
+        Command::Argv(argv) if argv.first().is_none_or(|p| p.trim().is_empty()) => Some("names no program"),
+        Command::Shell(line) if line.trim().is_empty() => Some("is blank"),
+        Command::Argv(argv) if argv.iter().any(|a| a.contains('\0')) => Some("contains a NUL byte"),
+        Command::Shell(line) if line.contains('\0') => Some("contains a NUL byte"),
+        _ => None,
     }
 }
 
