@@ -4,7 +4,11 @@
 
 mod driver;
 pub mod process;
+#[cfg(test)]
+mod process_tests;
+mod reaper;
 pub mod resume;
+mod spawner;
 pub mod store;
 
 use std::path::PathBuf;
