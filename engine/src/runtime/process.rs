@@ -6,7 +6,7 @@ use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -16,7 +16,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use super::reaper;
-use super::spawner::{self, FileActions};
+use super::spawner;
 use crate::record::{Digest, ExitStatus};
 use crate::spec::{Command, TaskSpec};
 
@@ -70,11 +70,10 @@ struct Shared {
     run_vars: OnceLock<(ChildEnv, CString, CString)>,
 }
 
-/// An output file and the file actions that point a child's stdout and stderr at it.
+/// An output file (a type of its own: it is what goes back to the pool).
 #[derive(Debug)]
 struct Slot {
     file: File,
-    actions: FileActions,
 }
 
 impl OutputFiles {
@@ -94,7 +93,7 @@ impl OutputFiles {
         context.as_ref().map_err(|e| std::io::Error::other(e.clone()))
     }
 
-    fn take(&self, devnull: i32) -> std::io::Result<Slot> {
+    fn take(&self) -> std::io::Result<Slot> {
         if let Some(slot) = self.shared.free.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             return Ok(slot);
         }
@@ -103,8 +102,8 @@ impl OutputFiles {
         let path = self.shared.dir.join(name);
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
         std::fs::remove_file(&path)?;
-        let actions = FileActions::new(devnull, file.as_raw_fd(), None)?;
-        Ok(Slot { file, actions })
+        let file = File::from(spawner::above_stdio(file.into())?);
+        Ok(Slot { file })
     }
 
     fn put_back(&self, slot: Slot) {
@@ -245,7 +244,7 @@ fn start(
     argv: &[String],
 ) -> std::io::Result<(reaper::Spawning, Slot, i32, Option<u64>)> {
     let context = outputs.context()?;
-    let (program, search) = program(&argv[0], task.env.get("PATH").map(String::as_str))?;
+    let program = context.program(&argv[0], task.env.get("PATH").map(String::as_str))?;
     let argv = argv.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<Vec<_>, _>>()?;
     let mut extra = Vec::with_capacity(task.env.len() + ORCH_VARS.len());
     for (k, v) in &task.env {
@@ -258,17 +257,11 @@ fn start(
     extra.push(spawner::entry(b"ORCH_ATTEMPT", attempt.counted.to_string().as_bytes())?);
     extra.push(spawner::entry(b"ORCH_ATTEMPT_ID", attempt.id.to_string().as_bytes())?);
     let skip: Vec<&[u8]> = task.env.keys().map(|k| k.as_bytes()).collect();
-    let slot = outputs.take(context.devnull())?;
-    // A task with its own cwd gets its own file actions (rare: built per spawn).
-    let own_actions = match &task.cwd {
-        Some(cwd) => {
-            Some(FileActions::new(context.devnull(), slot.file.as_raw_fd(), Some(&CString::new(cwd.as_str())?))?)
-        }
-        None => None,
-    };
+    let cwd = task.cwd.as_deref().map(CString::new).transpose()?;
+    let slot = outputs.take()?;
     let spawning = reaper::begin()?;
     let before = spawner::boot_ticks();
-    let spawned = context.spawn(&program, search, &argv, &skip, &extra, own_actions.as_ref().unwrap_or(&slot.actions));
+    let spawned = context.spawn(&program, &argv, &skip, &extra, slot.file.as_raw_fd(), cwd.as_deref());
     let after = spawner::boot_ticks();
     let pid = match spawned {
         Ok(pid) => pid,
@@ -287,25 +280,6 @@ fn start(
         _ => start_ticks(pid as u32),
     };
     Ok((spawning, slot, pid, start_ticks))
-}
-
-/// The program to hand to posix_spawn, and whether to look it up on orch's PATH. A
-/// task whose `env` sets PATH has its program looked up there (as std's `Command`
-/// does), since posix_spawnp would search orch's own.
-fn program(name: &str, task_path: Option<&str>) -> std::io::Result<(CString, bool)> {
-    if name.contains('/') {
-        return Ok((CString::new(name)?, false));
-    }
-    let Some(path) = task_path else { return Ok((CString::new(name)?, true)) };
-    for dir in path.split(':') {
-        let candidate = Path::new(if dir.is_empty() { "." } else { dir }).join(name);
-        let runnable = std::fs::metadata(&candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
-        if runnable {
-            use std::os::unix::ffi::OsStrExt;
-            return Ok((CString::new(candidate.as_os_str().as_bytes())?, false));
-        }
-    }
-    Err(std::io::Error::from(std::io::ErrorKind::NotFound))
 }
 
 /// A process's start time in clock ticks since boot (`/proc/PID/stat`, field 22), or
