@@ -3,7 +3,8 @@
 first; run that, not this). Runs every workload with every tool alternately, RUNS rounds,
 the order of the tools rotated each round, and prints medians and orch/peer ratios as
 markdown. Environment: RUNS, QUICK, ORCH, SPAWNER, READRATE, WORK, REPO, SIM_SCALE_SIZES,
-SIM_LOG_TASKS, ONLY (comma list of workload numbers, e.g. ONLY=1,2).
+SIM_LOG_TASKS, ONLY (comma list of workload numbers, e.g. ONLY=1,2), ORCH_BASE (a second orch
+binary run alongside on workload 1, e.g. a build of an older commit).
 """
 
 import json
@@ -19,6 +20,7 @@ WORK = os.environ["WORK"]
 ORCH = os.environ["ORCH"]
 SPAWNER = os.environ["SPAWNER"]
 READRATE = os.environ["READRATE"]
+ORCH_BASE = os.environ.get("ORCH_BASE", "")  # optional: a second orch binary to compare on workload 1
 QUICK = os.environ.get("QUICK", "") not in ("", "0")
 RUNS = int(os.environ.get("RUNS", "2" if QUICK else "5"))
 ONLY = {int(x) for x in os.environ.get("ONLY", "1,2,3,4,5").split(",") if x.strip()}
@@ -90,10 +92,10 @@ def table_vs(title, samples, tasks, orch_name="orch"):
     return "\n".join(out) + "\n"
 
 
-def orch_run(spec, j, store_root, extra=()):
+def orch_run(spec, j, store_root, extra=(), orch=None):
     store = os.path.join(store_root, "store")
     shutil.rmtree(store, ignore_errors=True)
-    dt, out = timed([ORCH, "run", spec, "-j", str(j), "--json", "--store", store, *extra], capture=True)
+    dt, out = timed([orch or ORCH, "run", spec, "-j", str(j), "--json", "--store", store, *extra], capture=True)
     shutil.rmtree(store, ignore_errors=True)
     return dt, json.loads(out.strip().splitlines()[-1])
 
@@ -121,6 +123,11 @@ def workload1():
         ("ninja -j2", ninja_clean(d), lambda: timed(["ninja", "-j2"], cwd=d)),
         ("parallel -j2", None, lambda: timed(["parallel", "--will-cite", "-j2", "/bin/true"], stdin=args)),
     ]
+    if ORCH_BASE:
+        # Another orch binary (an older commit) in the same rounds: a before/after ratio
+        # that the machine's load cannot skew.
+        tmp_base = fresh(os.path.join(WORK, "orch-flat-base"))
+        tools.insert(1, ("orch (base)", None, lambda: orch_run(spec, 2, tmp_base, orch=ORCH_BASE)[0]))
     log(f"workload 1: {N_FLAT} x /bin/true at -j2")
     s = alternate(tools, RUNS)
     return s, table_vs(f"1. {N_FLAT:,} independent `/bin/true`, concurrency 2", s, N_FLAT)

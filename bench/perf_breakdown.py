@@ -18,8 +18,10 @@ BUCKETS = [
     ("log: fdatasync (group-commit thread)", r"syncer::run|fdatasync|sync_data"),
     ("exit: read + hash + unlink/rename the blob (store_output)", r"store_output"),
     ("spawn: start_ticks (read /proc/PID/stat)", r"start_ticks"),
+    ("exit: reaper thread (waitid, output size, hand-off)", r"reaper::run|OutputFiles>::collect|OutputFiles::collect"),
     ("exit: wait4 / pidfd reaper / SIGCHLD", r"wait4|pidfd_reaper|PidfdReaper|Child>::try_wait|signal::unix"),
-    ("spawn: posix_spawn (clone3 + exec handoff)", r"__spawni|__spawnix|clone3|Command>::spawn"),
+    # Not a bare `clone3`: every thread's stack starts in glibc's clone3 (pthread_create).
+    ("spawn: clone + exec handoff", r"__spawni|__spawnix|spawner::Context>?::spawn|Command>::spawn"),
     ("spawn: create the output blob file (openat O_CREAT)", r"File>::open|OpenOptions>::_open"),
     ("spawn: the rest (Command build, env, argv, tokio task)", r"process::spawn|capture_env"),
     ("log: append + write (Journal)", r"journal::Journal|orch_log_format::writer|Writer>::|__libc_write|ksys_write"),

@@ -26,6 +26,9 @@ struct Shared {
 struct State {
     file: Arc<File>,
     dirty: bool,
+    /// The thread is blocked on `wake` (not syncing, not sleeping out the interval):
+    /// only then is a notify needed, and a notify is a syscall even with no waiter.
+    waiting: bool,
     stop: bool,
     error: Option<std::io::Error>,
 }
@@ -33,7 +36,7 @@ struct State {
 impl Syncer {
     pub(crate) fn start(file: Arc<File>, interval: Duration) -> Syncer {
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { file, dirty: false, stop: false, error: None }),
+            state: Mutex::new(State { file, dirty: false, waiting: false, stop: false, error: None }),
             wake: Condvar::new(),
         });
         let for_thread = shared.clone();
@@ -48,7 +51,9 @@ impl Syncer {
         let mut st = self.lock();
         if !st.dirty {
             st.dirty = true;
-            self.shared.wake.notify_one();
+            if st.waiting {
+                self.shared.wake.notify_one();
+            }
         }
     }
 
@@ -101,6 +106,8 @@ fn run(shared: &Shared, interval: Duration) {
         if st.stop {
             return;
         }
+        st.waiting = true;
         st = shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+        st.waiting = false;
     }
 }

@@ -6,7 +6,11 @@ pub mod control;
 mod driver;
 mod hooks;
 pub mod process;
+#[cfg(test)]
+mod process_tests;
+mod reaper;
 pub mod resume;
+mod spawner;
 pub mod store;
 mod world_io;
 

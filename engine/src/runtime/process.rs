@@ -2,17 +2,21 @@
 //! stdout and stderr written straight into a blob file of the store while it runs,
 //! content-addressed (blake3) when it exits; kills go to the whole group.
 
+use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
+use super::reaper;
+use super::spawner;
 use crate::record::{Digest, ExitStatus};
 use crate::spec::{Command, TaskSpec};
 
@@ -37,6 +41,10 @@ pub struct ChildEnv {
     pub socket: PathBuf,
 }
 
+/// The variables orch sets for every child (they win over the task's `env`).
+const ORCH_VARS: [&str; 6] =
+    ["ORCH_RUN_ID", "ORCH_TASK_ID", "ORCH_ATTEMPT", "ORCH_ATTEMPT_ID", "ORCH_STORE", "ORCH_SOCKET"];
+
 /// A started attempt: its process group (= its pid) and the process's start time, which
 /// together identify it even after its pid is reused.
 #[derive(Debug)]
@@ -49,53 +57,133 @@ pub struct Started {
 /// creating and unlinking a file per attempt (an inode allocated and freed each time)
 /// was the largest cost orch added to a short task. Each file is unlinked as soon as it
 /// is made, so a crash leaves nothing behind; an output is copied into the store, under
-/// its digest, only when it is not empty.
+/// its digest, only when it is not empty. They also hold what the run's children share
+/// (`spawner::Context`: attributes, `/dev/null`, the environment), made on first use.
 #[derive(Debug, Clone)]
 pub struct OutputFiles {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
     dir: PathBuf,
-    free: Arc<Mutex<Vec<File>>>,
+    free: Mutex<Vec<Slot>>,
+    context: OnceLock<Result<spawner::Context, String>>,
+    /// `ORCH_RUN_ID=` and `ORCH_STORE=` of the run (the same for every child).
+    run_vars: OnceLock<(ChildEnv, [CString; 3])>,
+}
+
+/// An output file (a type of its own: it is what goes back to the pool).
+#[derive(Debug)]
+struct Slot {
+    file: File,
 }
 
 impl OutputFiles {
     /// Output files for children, made in `blobs/tmp` (the store's file system).
     pub fn new(blobs: &Path) -> OutputFiles {
-        OutputFiles { dir: blobs.join("tmp"), free: Arc::default() }
+        let shared = Shared {
+            dir: blobs.join("tmp"),
+            free: Mutex::default(),
+            context: OnceLock::new(),
+            run_vars: OnceLock::new(),
+        };
+        OutputFiles { shared: Arc::new(shared) }
     }
 
-    fn take(&self) -> std::io::Result<File> {
-        if let Some(f) = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop() {
-            return Ok(f);
+    fn context(&self) -> std::io::Result<&spawner::Context> {
+        let context = self.shared.context.get_or_init(|| spawner::Context::new(&ORCH_VARS).map_err(|e| e.to_string()));
+        context.as_ref().map_err(|e| std::io::Error::other(e.clone()))
+    }
+
+    fn take(&self) -> std::io::Result<Slot> {
+        if let Some(slot) = self.shared.free.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(slot);
         }
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let name = format!("out-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let path = self.dir.join(name);
+        let path = self.shared.dir.join(name);
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
         std::fs::remove_file(&path)?;
-        Ok(file)
+        let file = File::from(spawner::above_stdio(file.into())?);
+        Ok(Slot { file })
+    }
+
+    fn put_back(&self, slot: Slot) {
+        self.shared.free.lock().unwrap_or_else(|p| p.into_inner()).push(slot);
+    }
+
+    /// `ORCH_RUN_ID`, `ORCH_STORE` and `ORCH_SOCKET` as environment entries, made once
+    /// per run.
+    fn run_vars(&self, env: &ChildEnv) -> std::io::Result<[CString; 3]> {
+        let make = || -> std::io::Result<[CString; 3]> {
+            use std::os::unix::ffi::OsStrExt;
+            Ok([
+                spawner::entry(b"ORCH_RUN_ID", env.run_id.as_bytes())?,
+                spawner::entry(b"ORCH_STORE", env.store.as_os_str().as_bytes())?,
+                spawner::entry(b"ORCH_SOCKET", env.socket.as_os_str().as_bytes())?,
+            ])
+        };
+        if let Some((cached, vars)) = self.shared.run_vars.get() {
+            if cached.run_id == env.run_id && cached.store == env.store && cached.socket == env.socket {
+                return Ok(vars.clone());
+            }
+            return make();
+        }
+        let vars = make()?;
+        let _ = self.shared.run_vars.set((env.clone(), vars.clone()));
+        Ok(vars)
     }
 
     /// Reads what the child wrote, stores it under its digest, and keeps the file for
     /// the next attempt — unless something of the child's process group is still alive
     /// (a background grandchild could still write into it).
-    fn collect(&self, mut file: File, blobs: &Path, pgid: Option<i32>) -> (Digest, u64) {
+    fn collect(&self, slot: Slot, blobs: &Path, pgid: i32) -> (Digest, u64) {
+        // The child's writes moved the shared file offset; seeking to the end gives the
+        // size, and leaves the offset at 0 when nothing was written (the usual case:
+        // one syscall, no read, no truncate).
         let mut bytes = Vec::new();
-        let read = file.seek(SeekFrom::Start(0)).and_then(|_| file.read_to_end(&mut bytes));
+        let read = (&slot.file).seek(SeekFrom::End(0)).and_then(|size| {
+            if size > 0 {
+                bytes.reserve_exact(size as usize);
+                read_all_at(&slot.file, &mut bytes)?;
+            }
+            Ok(size)
+        });
         let digest = Digest::of(&bytes);
         if read.is_ok() && !bytes.is_empty() {
             let dest = blobs.join(digest.hex());
             if !dest.exists() {
                 // Written under a temporary name and renamed: a blob is whole or absent.
-                let tmp = self.dir.join(format!("{}.part", digest.hex()));
+                let tmp = self.shared.dir.join(format!("{}.part", digest.hex()));
                 if std::fs::write(&tmp, &bytes).is_ok() {
                     let _ = std::fs::rename(&tmp, &dest);
                 }
             }
         }
-        let group_gone = pgid.is_some_and(|p| killpg(Pid::from_raw(p), None) == Err(nix::errno::Errno::ESRCH));
-        if group_gone && read.is_ok() && file.set_len(0).is_ok() && file.seek(SeekFrom::Start(0)).is_ok() {
-            self.free.lock().unwrap_or_else(|p| p.into_inner()).push(file);
+        let group_gone = killpg(Pid::from_raw(pgid), None) == Err(nix::errno::Errno::ESRCH);
+        let reset = match read {
+            Ok(0) => true,
+            Ok(_) => slot.file.set_len(0).is_ok() && (&slot.file).seek(SeekFrom::Start(0)).is_ok(),
+            Err(_) => false,
+        };
+        if group_gone && reset {
+            self.put_back(slot);
         }
         (digest, bytes.len() as u64)
+    }
+}
+
+/// Appends the file's whole content (from offset 0, not moving the file offset).
+fn read_all_at(file: &File, bytes: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match file.read_at(&mut buf, bytes.len() as u64) {
+            Ok(0) => return Ok(()),
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -110,7 +198,7 @@ pub struct AttemptNumber {
 }
 
 /// Starts one attempt of `task` and returns its process group; `on_exit` receives the
-/// exit once the child has ended and its output is stored.
+/// exit once the child has ended and its output is stored (on the reaper thread).
 pub fn spawn(
     task: &TaskSpec,
     attempt: AttemptNumber,
@@ -125,51 +213,22 @@ pub fn spawn(
         on_exit(Exit { status: ExitStatus::Code(0), output: Digest::of(b""), output_bytes: 0, duration_ms: 0 });
         return Started { pgid: None, start_ticks: None };
     };
-    let mut output_file = None;
-    let result = (|| -> std::io::Result<tokio::process::Child> {
-        let out = outputs.take()?;
-        let err = out.try_clone()?;
-        let child_out = out.try_clone()?;
-        output_file = Some(out);
-        let out = child_out;
-        let mut cmd = tokio::process::Command::new(&argv[0]);
-        cmd.args(&argv[1..])
-            .envs(&task.env)
-            .env("ORCH_RUN_ID", &env.run_id)
-            .env("ORCH_TASK_ID", &task.id)
-            .env("ORCH_ATTEMPT", attempt.counted.to_string())
-            .env("ORCH_ATTEMPT_ID", attempt.id.to_string())
-            .env("ORCH_STORE", &env.store)
-            .env("ORCH_SOCKET", &env.socket)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .process_group(0)
-            .kill_on_drop(false);
-        if let Some(cwd) = &task.cwd {
-            cmd.current_dir(cwd);
-        }
-        cmd.spawn()
-    })();
     let blobs = blobs.to_path_buf();
-    match (result, output_file) {
-        (Ok(mut child), Some(file)) => {
-            let pgid = child.id().map(|p| p as i32);
-            let start_ticks = pgid.and_then(|p| start_ticks(p as u32));
+    match start(task, attempt, env, outputs, &argv) {
+        Ok((spawning, slot, pid, start_ticks)) => {
             let outputs = outputs.clone();
-            tokio::spawn(async move {
-                let status = match child.wait().await {
-                    Ok(s) => status_of(s),
-                    Err(_) => ExitStatus::Code(SPAWN_FAILED_CODE),
-                };
-                let duration_ms = started.elapsed().as_millis() as u64;
-                let (output, output_bytes) = outputs.collect(file, &blobs, pgid);
-                on_exit(Exit { status, output, output_bytes, duration_ms });
-            });
-            Started { pgid, start_ticks }
+            spawning.register(
+                pid,
+                Box::new(move |status| {
+                    let duration_ms = started.elapsed().as_millis() as u64;
+                    let (output, output_bytes) = outputs.collect(slot, &blobs, pid);
+                    let status = status.unwrap_or(ExitStatus::Code(SPAWN_FAILED_CODE));
+                    on_exit(Exit { status, output, output_bytes, duration_ms });
+                }),
+            );
+            Started { pgid: Some(pid), start_ticks }
         }
-        (result, _) => {
-            let e = result.err().unwrap_or_else(|| std::io::Error::other("no output file"));
+        Err(e) => {
             let message = format!("orch: cannot start {:?}: {e}\n", argv[0]);
             let (output, output_bytes) = store_bytes(message.as_bytes(), &blobs);
             let duration_ms = started.elapsed().as_millis() as u64;
@@ -177,6 +236,55 @@ pub fn spawn(
             Started { pgid: None, start_ticks: None }
         }
     }
+}
+
+/// Spawns the child, telling the reaper a spawn is in progress (so that it cannot take
+/// the child, should it exit at once, for someone else's), and returns what to
+/// register it with.
+fn start(
+    task: &TaskSpec,
+    attempt: AttemptNumber,
+    env: &ChildEnv,
+    outputs: &OutputFiles,
+    argv: &[String],
+) -> std::io::Result<(reaper::Spawning, Slot, i32, Option<u64>)> {
+    let context = outputs.context()?;
+    let program = context.program(&argv[0], task.env.get("PATH").map(String::as_str))?;
+    let argv = argv.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<Vec<_>, _>>()?;
+    let mut extra = Vec::with_capacity(task.env.len() + ORCH_VARS.len());
+    for (k, v) in &task.env {
+        if !ORCH_VARS.contains(&k.as_str()) {
+            extra.push(spawner::entry(k.as_bytes(), v.as_bytes())?);
+        }
+    }
+    extra.extend(outputs.run_vars(env)?);
+    extra.push(spawner::entry(b"ORCH_TASK_ID", task.id.as_bytes())?);
+    extra.push(spawner::entry(b"ORCH_ATTEMPT", attempt.counted.to_string().as_bytes())?);
+    extra.push(spawner::entry(b"ORCH_ATTEMPT_ID", attempt.id.to_string().as_bytes())?);
+    let skip: Vec<&[u8]> = task.env.keys().map(|k| k.as_bytes()).collect();
+    let cwd = task.cwd.as_deref().map(CString::new).transpose()?;
+    let slot = outputs.take()?;
+    let spawning = reaper::begin()?;
+    let before = spawner::boot_ticks();
+    let spawned = context.spawn(&program, &argv, &skip, &extra, slot.file.as_raw_fd(), cwd.as_deref());
+    let after = spawner::boot_ticks();
+    let pid = match spawned {
+        Ok(pid) => pid,
+        Err(e) => {
+            // The child never ran (or never got to exec): its file is as clean as it was.
+            drop(spawning);
+            outputs.put_back(slot);
+            return Err(e);
+        }
+    };
+    // The kernel stamped the child's start between the two clock reads: when they agree
+    // that is its tick; otherwise ask /proc (the child cannot be reaped yet: the reaper
+    // reaps registered children only).
+    let start_ticks = match (before, after) {
+        (Some(b), Some(a)) if a == b => Some(b),
+        _ => start_ticks(pid as u32),
+    };
+    Ok((spawning, slot, pid, start_ticks))
 }
 
 /// A process's start time in clock ticks since boot (`/proc/PID/stat`, field 22), or
@@ -223,15 +331,6 @@ const SHELL_BUILTINS: &[&str] = &[
     "getopts", "hash", "jobs", "read", "readonly", "return", "set", "shift", "source", "times", "trap", "type",
     "ulimit", "umask", "unalias", "unset", "wait",
 ];
-
-fn status_of(s: std::process::ExitStatus) -> ExitStatus {
-    use std::os::unix::process::ExitStatusExt;
-    match (s.code(), s.signal()) {
-        (Some(code), _) => ExitStatus::Code(code),
-        (None, Some(sig)) => ExitStatus::Signal(sig),
-        (None, None) => ExitStatus::Code(SPAWN_FAILED_CODE),
-    }
-}
 
 /// Stores bytes under their digest (an error message orch writes for a child that could
 /// not start). A failure to store only loses the text; the log stays truthful.

@@ -1,0 +1,277 @@
+//! Children started with `clone(CLONE_VM | CLONE_VFORK)` and `execve`, with what does
+//! not change between children built once per run. std's `Command` rebuilds everything
+//! per child (a copy of the whole environment, `/dev/null` opened, stderr's fd
+//! duplicated, a `prlimit64` per file action), and glibc's `posix_spawn` maps and
+//! unmaps a fresh stack for each child (a TLB shootdown in a multi-threaded process)
+//! and has the child ask the kernel about each of the 64 signals before it execs,
+//! while the parent waits. Here the stack, `/dev/null`, the base environment and the
+//! list of signals orch handles are kept for the run, and the child does only what it
+//! must: reset those signals, its own process group, its three fds, its cwd, exec.
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::sync::{Mutex, OnceLock};
+
+use nix::libc;
+
+/// The child's stack: it runs in orch's memory until it execs (a few frames deep).
+const STACK_BYTES: usize = 64 * 1024;
+
+/// What every child of a run shares: an open `/dev/null`, the environment it inherits,
+/// the signals to put back to their default, and the stack it runs on before it execs.
+pub struct Context {
+    devnull: OwnedFd,
+    base_env: Vec<(Vec<u8>, CString)>,
+    /// orch's PATH, to look programs up on.
+    path: Vec<u8>,
+    /// Signals with a handler in orch (which must not run in the child, in orch's
+    /// memory), and SIGPIPE (which Rust ignores, and an ignored signal stays ignored
+    /// across exec).
+    reset: Vec<c_int>,
+    stack: Mutex<Box<[u8]>>,
+}
+
+impl Context {
+    /// `/dev/null`, the signals orch handles, and the environment as it is now, less
+    /// the variables named in `replaced` (orch sets those per child).
+    #[allow(unsafe_code)]
+    pub fn new(replaced: &[&str]) -> io::Result<Context> {
+        let devnull = above_stdio(OwnedFd::from(std::fs::File::open("/dev/null")?))?;
+        let mut reset = vec![libc::SIGPIPE];
+        for sig in 1..=libc::SIGRTMAX() {
+            // SAFETY: a query only (no new action); `old` is written by the call.
+            let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+            if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } == 0
+                && old.sa_sigaction != libc::SIG_DFL
+                && old.sa_sigaction != libc::SIG_IGN
+                && sig != libc::SIGPIPE
+            {
+                reset.push(sig);
+            }
+        }
+        let mut base_env = Vec::new();
+        let mut path = b"/bin:/usr/bin".to_vec();
+        for (key, value) in std::env::vars_os() {
+            let key = key.as_bytes().to_vec();
+            if key == b"PATH" {
+                path = value.as_bytes().to_vec();
+            }
+            if replaced.iter().any(|r| r.as_bytes() == key) {
+                continue;
+            }
+            base_env.push((key.clone(), entry(&key, value.as_bytes())?));
+        }
+        let stack = Mutex::new(vec![0u8; STACK_BYTES].into_boxed_slice());
+        Ok(Context { devnull, base_env, path, reset, stack })
+    }
+
+    /// The program to exec: `name` itself when it holds a `/`, else the first
+    /// executable file of that name on `path` (the task's PATH if it sets one, else
+    /// orch's), as `execvp` would find it.
+    pub fn program(&self, name: &str, path: Option<&str>) -> io::Result<CString> {
+        if name.contains('/') {
+            return Ok(CString::new(name)?);
+        }
+        let path = path.map_or(self.path.as_slice(), str::as_bytes);
+        for dir in path.split(|&b| b == b':') {
+            let dir =
+                std::path::Path::new(if dir.is_empty() { ".".as_ref() } else { std::ffi::OsStr::from_bytes(dir) });
+            let candidate = dir.join(name);
+            let runnable = std::fs::metadata(&candidate).is_ok_and(|m| {
+                use std::os::unix::fs::PermissionsExt;
+                m.is_file() && m.permissions().mode() & 0o111 != 0
+            });
+            if runnable {
+                return Ok(CString::new(candidate.into_os_string().into_vec())?);
+            }
+        }
+        Err(io::Error::from(io::ErrorKind::NotFound))
+    }
+
+    /// Starts `program` with `argv` and the base environment less `skip` plus `extra`,
+    /// stdin from `/dev/null`, stdout and stderr into `output`, in `cwd` if given, in
+    /// a process group of its own; returns its pid. The child has exec'd when this
+    /// returns: a program that cannot be run is an error here (and its child reaped).
+    #[allow(unsafe_code)]
+    pub fn spawn(
+        &self,
+        program: &CStr,
+        argv: &[CString],
+        skip: &[&[u8]],
+        extra: &[CString],
+        output: RawFd,
+        cwd: Option<&CStr>,
+    ) -> io::Result<i32> {
+        let mut args: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        args.push(std::ptr::null());
+        let mut envp: Vec<*const c_char> = Vec::with_capacity(self.base_env.len() + extra.len() + 1);
+        for (key, e) in &self.base_env {
+            if !skip.contains(&key.as_slice()) {
+                envp.push(e.as_ptr());
+            }
+        }
+        envp.extend(extra.iter().map(|e| e.as_ptr()));
+        envp.push(std::ptr::null());
+        let mut child = Child {
+            program: program.as_ptr(),
+            argv: args.as_ptr(),
+            envp: envp.as_ptr(),
+            devnull: self.devnull.as_raw_fd(),
+            output,
+            cwd: cwd.map_or(std::ptr::null(), CStr::as_ptr),
+            reset: self.reset.as_ptr(),
+            reset_len: self.reset.len(),
+            error: 0,
+        };
+        let mut stack = self.stack.lock().unwrap_or_else(|p| p.into_inner());
+        // The stack grows down from its end, which must be 16-byte aligned.
+        let top = (stack.as_mut_ptr() as usize + STACK_BYTES) & !15;
+        // SAFETY: every signal is blocked around the clone (the raw syscall also blocks
+        // glibc's internal ones), so no handler of orch's runs in the child, on its
+        // stack, before it has reset them. With CLONE_VFORK this thread is suspended
+        // until the child has exec'd or exited, so `child` (on this frame), the strings
+        // it points to and the stack (locked) stay valid and untouched while the child
+        // uses them; the child writes only `child.error`, read after it is done.
+        let pid = unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_BLOCK, &all, &mut old, 8);
+            let pid = libc::clone(
+                run_child,
+                top as *mut c_void,
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                std::ptr::addr_of_mut!(child).cast::<c_void>(),
+            );
+            let clone_error = io::Error::last_os_error();
+            libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &old, std::ptr::null_mut::<libc::sigset_t>(), 8);
+            if pid < 0 {
+                return Err(clone_error);
+            }
+            pid
+        };
+        drop(stack);
+        // SAFETY: the child is done with `child` (see above); a volatile read because
+        // the write came from another task.
+        let error = unsafe { std::ptr::read_volatile(std::ptr::addr_of!(child.error)) };
+        if error != 0 {
+            // It exited without exec'ing: reap it here (nobody else knows its pid).
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            return Err(io::Error::from_raw_os_error(error));
+        }
+        Ok(pid)
+    }
+}
+
+/// What the child needs, read from orch's memory (it runs there until it execs).
+#[repr(C)]
+struct Child {
+    program: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+    devnull: RawFd,
+    output: RawFd,
+    cwd: *const c_char,
+    reset: *const c_int,
+    reset_len: usize,
+    /// The errno of the step that failed (0: it exec'd).
+    error: c_int,
+}
+
+/// The child between clone and exec: only async-signal-safe libc calls, no allocation,
+/// no locks, no unwinding. errno lives in the suspended parent thread's TLS (the child
+/// shares it); the parent reads nothing from it.
+#[allow(unsafe_code)]
+extern "C" fn run_child(arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the parent's `Child`, valid until this child execs or exits.
+    unsafe {
+        let child = &mut *(arg as *mut Child);
+        let fail = |child: &mut Child| -> c_int {
+            std::ptr::write_volatile(&mut child.error, *libc::__errno_location());
+            libc::_exit(127)
+        };
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        for i in 0..child.reset_len {
+            libc::sigaction(*child.reset.add(i), &default, std::ptr::null_mut());
+        }
+        if libc::setpgid(0, 0) != 0
+            || libc::dup2(child.output, 1) < 0
+            || libc::dup2(child.output, 2) < 0
+            || libc::dup2(child.devnull, 0) < 0
+            || (!child.cwd.is_null() && libc::chdir(child.cwd) != 0)
+        {
+            return fail(child);
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        libc::execve(child.program, child.argv, child.envp);
+        fail(child)
+    }
+}
+
+/// An fd numbered 3 or above: a child's 0, 1 and 2 are made by `dup2` from these, which
+/// must not be (and must not be clobbered by) one another's targets.
+#[allow(unsafe_code)]
+pub fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: F_DUPFD_CLOEXEC returns a new fd that nothing else owns.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("devnull", &self.devnull)
+            .field("base_env", &self.base_env.len())
+            .field("reset", &self.reset)
+            .finish()
+    }
+}
+
+/// `KEY=VALUE` as a C string (an error for a NUL inside, as std's `Command` gives).
+pub fn entry(key: &[u8], value: &[u8]) -> io::Result<CString> {
+    let mut e = Vec::with_capacity(key.len() + value.len() + 1);
+    e.extend_from_slice(key);
+    e.push(b'=');
+    e.extend_from_slice(value);
+    CString::new(e).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "nul byte in an environment variable"))
+}
+
+/// The clock `/proc/PID/stat` counts a process's start time in (field 22), in its
+/// ticks: `CLOCK_BOOTTIME` / (1 s / `_SC_CLK_TCK`), the same integer division the kernel
+/// does. Read just before and just after a spawn, it gives the child's start time
+/// without opening `/proc` whenever both reads fall in the same tick (the kernel takes
+/// the child's start time between them).
+#[allow(unsafe_code)]
+pub fn boot_ticks() -> Option<u64> {
+    static NS_PER_TICK: OnceLock<u64> = OnceLock::new();
+    let per_tick = *NS_PER_TICK.get_or_init(|| {
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        if hz > 0 {
+            1_000_000_000 / hz as u64
+        } else {
+            0
+        }
+    });
+    if per_tick == 0 {
+        return None;
+    }
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec to write to.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return None;
+    }
+    Some((ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64) / per_tick)
+}
