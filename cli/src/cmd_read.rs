@@ -48,7 +48,8 @@ pub fn replay(cli: &Cli, a: &ReplayArgs) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::SUCCESS);
     }
     let replayed = redecide(&records).map_err(|e| Failure::Mismatch(e.to_string()))?;
-    let summary = Summary::of(&records);
+    // The graph the re-decided fold compiled: the spec is parsed and compiled once.
+    let summary = Summary::of_state(&replayed.state, &records);
     if a.json {
         let mut v = to_json(&summary)?;
         v["replay"] = "ok".into();
@@ -194,7 +195,7 @@ pub fn show(cli: &Cli, a: &ShowArgs) -> Result<ExitCode, Failure> {
     let Some(graph) = state.graph() else {
         return Err(Failure::Input(format!("{}: the log is empty", run.log.display())));
     };
-    let timeline = Timeline::of(&records);
+    let timeline = Timeline::of_state(&state, &records);
     let rollup = Rollup::of(&timeline);
     let summary = Summary::with_rollup(&records, &rollup);
     if a.json {

@@ -16,6 +16,7 @@ const CORE: &[&str] = &[
     "state/apply.rs",
     "state/consequences.rs",
     "state/lifecycle.rs",
+    "spec/ids.rs",
     "spec/mod.rs",
     "spec/model.rs",
     "spec/validate/mod.rs",

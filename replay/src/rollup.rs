@@ -121,18 +121,14 @@ pub fn critical_path(graph: &Graph, tl: &Timeline) -> (u64, Vec<TaskIdx>) {
             edges.push((wave_node(node.wave), fin(p)));
         }
     }
-    edges.sort_unstable_by_key(|&(from, to)| (to, from));
-    edges.dedup();
-    // Predecessors in CSR form, successors counted for Kahn's order.
-    let mut pred_start = vec![0usize; nodes + 1];
-    let mut succ: Vec<Vec<usize>> = vec![Vec::new(); nodes];
-    for &(from, to) in &edges {
-        pred_start[to + 1] += 1;
-        succ[from].push(to);
-    }
-    for i in 0..nodes {
-        pred_start[i + 1] += pred_start[i];
-    }
+    // Predecessors in compressed rows (a counting pass by target, then each short row
+    // sorted and deduplicated), and successors likewise: no allocation per node, which at
+    // a million tasks cost more than the pass itself.
+    let (pred_start, preds) = rows(nodes, edges.iter().map(|&(from, to)| (to, from)), true);
+    drop(edges);
+    // Successors from the deduplicated predecessors, so that each edge is counted once.
+    let inverted = (0..nodes).flat_map(|v| preds[pred_start[v]..pred_start[v + 1]].iter().map(move |&p| (p, v)));
+    let (succ_start, succs) = rows(nodes, inverted, false);
     let weight = |v: usize| -> u64 {
         if v >= 2 * n || v % 2 == 1 {
             return 0;
@@ -151,16 +147,15 @@ pub fn critical_path(graph: &Graph, tl: &Timeline) -> (u64, Vec<TaskIdx>) {
     while head < queue.len() {
         let v = queue[head];
         head += 1;
-        let preds = &edges[pred_start[v]..pred_start[v + 1]];
         let mut best: Option<(u64, usize)> = None;
-        for &(p, _) in preds {
+        for &p in &preds[pred_start[v]..pred_start[v + 1]] {
             if best.is_none_or(|(b, _)| value[p] > b) {
                 best = Some((value[p], p));
             }
         }
         value[v] = weight(v) + best.map_or(0, |(b, _)| b);
         best_pred[v] = best.map(|(_, p)| p);
-        for &s in &succ[v] {
+        for &s in &succs[succ_start[v]..succ_start[v + 1]] {
             indegree[s] -= 1;
             if indegree[s] == 0 {
                 queue.push(s);
@@ -179,6 +174,43 @@ pub fn critical_path(graph: &Graph, tl: &Timeline) -> (u64, Vec<TaskIdx>) {
     }
     path.reverse();
     (value[end], path)
+}
+
+/// Adjacency rows of `pairs` (row, item) over `nodes` rows: `items[start[r]..start[r + 1]]`
+/// is row r, in the order given, or sorted and deduplicated when `sorted`.
+fn rows(nodes: usize, pairs: impl Iterator<Item = (usize, usize)> + Clone, sorted: bool) -> (Vec<usize>, Vec<usize>) {
+    let mut start = vec![0usize; nodes + 1];
+    for (r, _) in pairs.clone() {
+        start[r + 1] += 1;
+    }
+    for i in 0..nodes {
+        start[i + 1] += start[i];
+    }
+    let mut fill = start.clone();
+    let mut items = vec![0usize; start[nodes]];
+    for (r, item) in pairs {
+        items[fill[r]] = item;
+        fill[r] += 1;
+    }
+    if !sorted {
+        return (start, items);
+    }
+    // Sort and deduplicate each row in place, compacting the rows towards the front.
+    let mut kept = 0;
+    for r in 0..nodes {
+        let (from, to) = (start[r], start[r + 1]);
+        items[from..to].sort_unstable();
+        start[r] = kept;
+        for k in from..to {
+            if k == from || items[k] != items[k - 1] {
+                items[kept] = items[k];
+                kept += 1;
+            }
+        }
+    }
+    start[nodes] = kept;
+    items.truncate(kept);
+    (start, items)
 }
 
 #[cfg(test)]

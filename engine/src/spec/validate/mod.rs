@@ -18,7 +18,7 @@ mod waits_for;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use waits_for::*;
 
-use super::{Backoff, Command, Error, Problem, SimOutcome, Spec, TaskSpec, WaveSpec};
+use super::{Backoff, Command, Error, Problem, SimOutcome, Spec, TaskIds, TaskSpec, WaveSpec};
 
 /// Where things are in a spec's source, as place strings for [`Problem::place`].
 ///
@@ -68,14 +68,51 @@ impl Places for Unplaced<'_> {
 
 /// Checks `spec` and returns every problem found, placed by `places`.
 pub fn validate(spec: &Spec, places: &dyn Places) -> Result<(), Error> {
-    let mut checker = Checker::new(spec, places);
+    validate_resolved(spec, places).map(drop)
+}
+
+/// What validating a spec resolved, handed to `Graph::compile` so that it does not
+/// resolve every name again. Only ever made for a valid spec: every name resolves.
+#[derive(Debug)]
+pub struct Resolved {
+    pub ids: TaskIds,
+    /// Task `t`'s `after`, as indices in the order written: `after_targets[after_offsets[t]
+    /// ..after_offsets[t + 1]]`.
+    pub after_offsets: Vec<usize>,
+    pub after_targets: Vec<u32>,
+    /// Each task's parent: its own `parent`, else the parent of the wave listing it.
+    pub parent: Vec<Option<u32>>,
+    /// Each wave's parent, and its tasks as indices in the order listed.
+    pub wave_parent: Vec<Option<u32>>,
+    pub wave_members: Vec<Vec<usize>>,
+}
+
+/// [`validate`], keeping what it resolved.
+pub fn validate_resolved(spec: &Spec, places: &dyn Places) -> Result<Resolved, Error> {
+    let Some((ids, first)) = TaskIds::build(spec) else {
+        let message = "the task ids take more than 4 GiB".to_string();
+        return Err(Error::Invalid(vec![Problem { place: places.task(0), message }]));
+    };
+    let mut checker = Checker::new(spec, places, ids, first);
     checker.run_settings();
     for (index, task) in spec.tasks.iter().enumerate() {
         checker.task(index, task);
     }
     let structure = checker.structure();
     checker.graph(&structure);
-    checker.finish()
+    checker.finish()?;
+    let owner = |o: &Owner| match *o {
+        Owner::Task(t) => Some(t as u32),
+        Owner::Root | Owner::Unknown => None,
+    };
+    Ok(Resolved {
+        parent: structure.parent.iter().map(owner).collect(),
+        wave_parent: structure.wave_owner.iter().map(owner).collect(),
+        wave_members: structure.wave_members,
+        ids: checker.ids,
+        after_offsets: checker.after_offsets,
+        after_targets: checker.after_targets,
+    })
 }
 
 fn item_suffix(item: Option<usize>) -> String {
@@ -124,7 +161,7 @@ struct Checker<'a> {
     places: &'a dyn Places,
     problems: Vec<(About, Problem)>,
     /// Task id → index of its first declaration.
-    ids: HashMap<&'a str, usize>,
+    ids: TaskIds,
     /// Each task's first declaration of its id (itself, unless the id repeats).
     first: Vec<usize>,
     /// Each task's own `parent`, resolved (the root if it has none).
@@ -137,11 +174,8 @@ struct Checker<'a> {
 }
 
 impl<'a> Checker<'a> {
-    fn new(spec: &'a Spec, places: &'a dyn Places) -> Self {
+    fn new(spec: &'a Spec, places: &'a dyn Places, ids: TaskIds, first: Vec<usize>) -> Self {
         let tasks = spec.tasks.len();
-        let mut ids = HashMap::with_capacity_and_hasher(tasks, Default::default());
-        let first =
-            spec.tasks.iter().enumerate().map(|(index, task)| *ids.entry(task.id.as_str()).or_insert(index)).collect();
         let mut after_offsets = Vec::with_capacity(tasks + 1);
         after_offsets.push(0);
         Checker {
@@ -160,13 +194,14 @@ impl<'a> Checker<'a> {
         self.problems.push((about, Problem { place, message }));
     }
 
-    fn finish(mut self) -> Result<(), Error> {
+    fn finish(&mut self) -> Result<(), Error> {
         if self.problems.is_empty() {
             return Ok(());
         }
+        let mut problems = std::mem::take(&mut self.problems);
         // Stable: problems about the same thing keep the order the checks found them in.
-        self.problems.sort_by_key(|(about, _)| *about);
-        Err(Error::Invalid(self.problems.into_iter().map(|(_, problem)| problem).collect()))
+        problems.sort_by_key(|(about, _)| *about);
+        Err(Error::Invalid(problems.into_iter().map(|(_, problem)| problem).collect()))
     }
 
     fn run_settings(&mut self) {
@@ -189,7 +224,7 @@ impl<'a> Checker<'a> {
         }
         for (i, cancel) in run.sim_cancel.iter().enumerate() {
             if let Some(task) = &cancel.task {
-                if !self.ids.contains_key(task.as_str()) {
+                if self.ids.get(task).is_none() {
                     let place = self.places.run_field(&format!("sim_cancel[{i}].task"));
                     self.report(About::Run, place, format!("run.sim_cancel names {task:?}, which is not a task"));
                 }
@@ -303,7 +338,7 @@ impl<'a> Checker<'a> {
             let place = || places.task_field(index, "after", Some(item));
             let repeated =
                 if task.after.len() > 16 { !seen.insert(name.as_str()) } else { task.after[..item].contains(name) };
-            let target = self.ids.get(name.as_str()).copied();
+            let target = self.ids.get(name);
             if name == id {
                 self.report(about, place(), format!("task {id:?} lists itself in after"));
             } else if let Some(target) = target {
@@ -321,7 +356,7 @@ impl<'a> Checker<'a> {
     fn resolve(&self, name: Option<&str>) -> Owner {
         match name {
             None => Owner::Root,
-            Some(name) => self.ids.get(name).map_or(Owner::Unknown, |&index| Owner::Task(index)),
+            Some(name) => self.ids.get(name).map_or(Owner::Unknown, Owner::Task),
         }
     }
 
