@@ -66,6 +66,9 @@ pub fn replay(cli: &Cli, a: &ReplayArgs) -> Result<ExitCode, Failure> {
         }
         line(format!("log digest {}", hex(&report.digest)))?;
     }
+    // The process ends right after: freeing a million records and the compiled spec one
+    // allocation at a time would only delay the exit (a tenth of the command at 1M).
+    std::mem::forget((records, replayed));
     Ok(ExitCode::SUCCESS)
 }
 

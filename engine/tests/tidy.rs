@@ -11,6 +11,7 @@ const CORE: &[&str] = &[
     "digest.rs",
     "graph.rs",
     "record.rs",
+    "record/decode.rs",
     "scheduler.rs",
     "state/mod.rs",
     "state/apply.rs",
