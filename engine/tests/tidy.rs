@@ -21,6 +21,7 @@ const CORE: &[&str] = &[
     "spec/mod.rs",
     "spec/model.rs",
     "spec/validate/mod.rs",
+    "spec/validate/places.rs",
     "spec/validate/structure.rs",
     "spec/validate/waits_for.rs",
     "spec/parse.rs",

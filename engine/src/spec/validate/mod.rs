@@ -12,59 +12,16 @@
 
 // Fx: a fixed, fast hash (no random keys, so no OS randomness in the core). These maps
 // are only looked up, never iterated, so their order cannot show in any output.
+mod places;
 mod structure;
 mod waits_for;
+
+pub use places::{Places, Unplaced};
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use waits_for::*;
 
 use super::{Backoff, Command, Error, Problem, SimOutcome, Spec, TaskIds, TaskSpec, WaveSpec};
-
-/// Where things are in a spec's source, as place strings for [`Problem::place`].
-///
-/// Indexes are positions in `Spec::tasks` / `Spec::waves` (0-based). A `field` is a key
-/// path below the task, wave or `[run]` table, dotted for nested keys: `"after"`,
-/// `"retry.max_attempts"`, `"sim.outcomes"`, `"env.HOME"`, `"priority_caps.P1"`. An `item`
-/// is an index into a list field (`after`, argv `command`, `sim.outcomes`, wave `tasks`).
-pub trait Places {
-    /// The task as a whole (in TOML: its `[[task]]` header).
-    fn task(&self, task: usize) -> String;
-    /// A field of a task, or one item of a list field.
-    fn task_field(&self, task: usize, field: &str, item: Option<usize>) -> String;
-    /// The wave as a whole (in TOML: its `[[wave]]` header).
-    fn wave(&self, wave: usize) -> String;
-    /// A field of a wave, or one item of a list field.
-    fn wave_field(&self, wave: usize, field: &str, item: Option<usize>) -> String;
-    /// A field of the `[run]` table.
-    fn run_field(&self, field: &str) -> String;
-}
-
-/// [`Places`] without a source: `NAME: task[3].after[1]`. Used for JSON (which has no
-/// spans) and for specs that come out of a log rather than a file.
-#[derive(Debug, Clone, Copy)]
-pub struct Unplaced<'a>(pub &'a str);
-
-impl Places for Unplaced<'_> {
-    fn task(&self, task: usize) -> String {
-        format!("{}: task[{task}]", self.0)
-    }
-
-    fn task_field(&self, task: usize, field: &str, item: Option<usize>) -> String {
-        format!("{}: task[{task}].{field}{}", self.0, item_suffix(item))
-    }
-
-    fn wave(&self, wave: usize) -> String {
-        format!("{}: wave[{wave}]", self.0)
-    }
-
-    fn wave_field(&self, wave: usize, field: &str, item: Option<usize>) -> String {
-        format!("{}: wave[{wave}].{field}{}", self.0, item_suffix(item))
-    }
-
-    fn run_field(&self, field: &str) -> String {
-        format!("{}: run.{field}", self.0)
-    }
-}
 
 /// Checks `spec` and returns every problem found, placed by `places`.
 pub fn validate(spec: &Spec, places: &dyn Places) -> Result<(), Error> {
@@ -113,10 +70,6 @@ pub fn validate_resolved(spec: &Spec, places: &dyn Places) -> Result<Resolved, E
         after_offsets: checker.after_offsets,
         after_targets: checker.after_targets,
     })
-}
-
-fn item_suffix(item: Option<usize>) -> String {
-    item.map(|i| format!("[{i}]")).unwrap_or_default()
 }
 
 /// What a problem is about; problems are sorted by it so the order is the declaration
