@@ -8,11 +8,9 @@
 
 mod grow;
 
-use std::hash::BuildHasher;
-
 use hashbrown::HashTable;
 
-use crate::spec::{self, Priority, Spec, TaskSpec, WakePolicy, WaveFailure};
+use crate::spec::{self, Priority, Spec, TaskIds, TaskSpec, WakePolicy, WaveFailure};
 
 pub type TaskIdx = u32;
 pub type WaveIdx = u32;
@@ -82,36 +80,27 @@ pub struct Graph {
     /// cannot reach anything folded or decided. It holds bare indices (the ids live in
     /// the spec): no allocation per task. Hashed with Fx: fixed, no random keys.
     index: HashTable<TaskIdx>,
+    /// The compiled tasks' ids back to back (task `t`'s is `id_bytes[id_at[t]..id_at[t +
+    /// 1]]`; see `spec::TaskIds`), which `task` compares against: the ids inside the spec
+    /// sit one 300-byte `TaskSpec` and one heap string apart each, two cache misses per
+    /// lookup, and a fold looks up a task for nearly every record. Tasks beyond it (none,
+    /// unless the graph grew after compiling) are compared against the spec.
+    id_bytes: Vec<u8>,
+    id_at: Vec<u32>,
 }
 
 impl Graph {
     /// Validates `spec` and compiles it. `name` is used to place problems (a file name,
     /// or "run-started record" for a spec taken from a log).
     pub fn compile(spec: Spec, name: &str) -> Result<Graph, spec::Error> {
-        spec::validate(&spec, &spec::Unplaced(name))?;
-        Ok(Graph::compile_valid(spec))
+        let resolved = spec::validate_resolved(&spec, &spec::Unplaced(name))?;
+        Ok(Graph::compile_valid(spec, resolved))
     }
 
-    fn compile_valid(spec: Spec) -> Graph {
+    /// Compiles a valid spec from what validating it resolved (no name is looked up twice).
+    fn compile_valid(spec: Spec, resolved: spec::Resolved) -> Graph {
         let n = spec.tasks.len();
-        let mut index: HashTable<TaskIdx> = HashTable::with_capacity(n);
-        for (i, t) in spec.tasks.iter().enumerate() {
-            let tasks = &spec.tasks;
-            index.insert_unique(id_hash(&t.id), i as TaskIdx, |&j| id_hash(&tasks[j as usize].id));
-        }
-        let lookup = |id: &str| {
-            *index
-                .find(id_hash(id), |&j| spec.tasks[j as usize].id == id)
-                .expect("validated: every reference names a task")
-        };
-
-        // Parent of every task: its own `parent`, or the parent of the wave listing it.
-        let mut parent: Vec<Option<TaskIdx>> = spec.tasks.iter().map(|t| t.parent.as_deref().map(lookup)).collect();
-        for w in &spec.waves {
-            for id in &w.tasks {
-                parent[lookup(id) as usize] = w.parent.as_deref().map(lookup);
-            }
-        }
+        let spec::Resolved { ids, after_offsets, after_targets, parent, wave_parent, wave_members } = resolved;
 
         // Groups: the root first, then one per parent in declaration order of the parent.
         let mut group_of_parent: Vec<Option<GroupIdx>> = vec![None; n];
@@ -131,10 +120,10 @@ impl Graph {
         // Waves: explicit ones in declaration order; groups without any get one implicit wave.
         let mut waves = Vec::new();
         let mut wave_of = vec![0 as WaveIdx; n];
-        for w in &spec.waves {
-            let g = group_of(w.parent.as_deref().map(lookup));
+        for ((w, members), &w_parent) in spec.waves.iter().zip(wave_members).zip(&wave_parent) {
+            let g = group_of(w_parent);
             let idx = waves.len() as WaveIdx;
-            let mut tasks: Vec<TaskIdx> = w.tasks.iter().map(|id| lookup(id)).collect();
+            let mut tasks: Vec<TaskIdx> = members.into_iter().map(|t| t as TaskIdx).collect();
             tasks.sort_unstable();
             for &t in &tasks {
                 wave_of[t as usize] = idx;
@@ -180,7 +169,7 @@ impl Graph {
         deps_at.push(0);
         for (i, t) in spec.tasks.iter().enumerate() {
             let start = deps.len();
-            deps.extend(t.after.iter().map(|d| lookup(d)));
+            deps.extend_from_slice(&after_targets[after_offsets[i]..after_offsets[i + 1]]);
             deps[start..].sort_unstable();
             let mut kept = start;
             for k in start..deps.len() {
@@ -233,6 +222,7 @@ impl Graph {
             nodes[i as usize].id_rank = rank as u32;
         }
         let by_id = by_id.into_iter().map(|(_, i)| i).collect();
+        let TaskIds { table: index, bytes: id_bytes, at: id_at } = ids;
         Graph {
             spec,
             nodes,
@@ -245,6 +235,8 @@ impl Graph {
             late_dependents: Default::default(),
             by_id,
             index,
+            id_bytes,
+            id_at,
         }
     }
 
@@ -257,7 +249,16 @@ impl Graph {
     }
 
     pub fn task(&self, id: &str) -> Option<TaskIdx> {
-        self.index.find(id_hash(id), |&j| self.spec.tasks[j as usize].id == id).copied()
+        self.index.find(id_hash(id), |&j| self.compiled_id(j) == id.as_bytes()).copied()
+    }
+
+    /// Task `t`'s id from the arena when it has it, else from the spec.
+    fn compiled_id(&self, t: TaskIdx) -> &[u8] {
+        let t = t as usize;
+        match self.id_at.get(t..t + 2) {
+            Some(&[start, end]) => &self.id_bytes[start as usize..end as usize],
+            _ => self.spec.tasks[t].id.as_bytes(),
+        }
     }
 
     pub fn id(&self, t: TaskIdx) -> &str {
@@ -320,7 +321,7 @@ impl Graph {
 }
 
 fn id_hash(id: &str) -> u64 {
-    rustc_hash::FxBuildHasher.hash_one(id)
+    spec::id_hash(id)
 }
 
 fn runs(t: &TaskSpec) -> bool {

@@ -12,6 +12,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use crate::digest::Digest;
 
+mod decode;
+
 /// Kinds that once existed and were removed: their codes must never be reused.
 pub const RESERVED_KINDS: &[u16] = &[];
 
@@ -511,6 +513,15 @@ impl Record {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+        // The common kinds by hand; everything else (and every error) through rmp-serde.
+        if let Some(record) = decode::decode(bytes) {
+            return Ok(record);
+        }
+        Record::decode_generic(bytes)
+    }
+
+    /// `decode` through rmp-serde alone (the reference the fast path is tested against).
+    pub fn decode_generic(bytes: &[u8]) -> Result<Record, DecodeError> {
         let mut rest = bytes;
         let record = Record::deserialize(&mut rmp_serde::Deserializer::new(&mut rest))
             .map_err(|e| DecodeError(e.to_string()))?;

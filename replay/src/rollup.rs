@@ -99,11 +99,16 @@ pub fn policy_name(p: WaveFailure) -> &'static str {
 /// to the lowest-numbered predecessor, so the path is deterministic.
 pub fn critical_path(graph: &Graph, tl: &Timeline) -> (u64, Vec<TaskIdx>) {
     let n = graph.len();
-    let own = |t: TaskIdx| 2 * t as usize;
-    let fin = |t: TaskIdx| 2 * t as usize + 1;
-    let wave_node = |w: u32| 2 * n + w as usize;
     let nodes = 2 * n + graph.waves.len();
-    let mut edges: Vec<(usize, usize)> = Vec::with_capacity(4 * n);
+    // Node numbers as u32 (half the memory, and at a million tasks the memory is the
+    // cost: fresh pages are zeroed by the kernel); a graph too big for them is refused.
+    if nodes >= NONE as usize {
+        return (0, vec![]);
+    }
+    let own = |t: TaskIdx| 2 * t;
+    let fin = |t: TaskIdx| 2 * t + 1;
+    let wave_node = |w: u32| 2 * n as u32 + w;
+    let mut edges: Vec<(u32, u32)> = Vec::with_capacity(4 * n);
     for t in 0..n as TaskIdx {
         let node = graph.node(t);
         for &d in graph.deps(t) {
@@ -122,18 +127,19 @@ pub fn critical_path(graph: &Graph, tl: &Timeline) -> (u64, Vec<TaskIdx>) {
             edges.push((wave_node(node.wave), fin(p)));
         }
     }
-    edges.sort_unstable_by_key(|&(from, to)| (to, from));
-    edges.dedup();
-    // Predecessors in CSR form, successors counted for Kahn's order.
-    let mut pred_start = vec![0usize; nodes + 1];
-    let mut succ: Vec<Vec<usize>> = vec![Vec::new(); nodes];
-    for &(from, to) in &edges {
-        pred_start[to + 1] += 1;
-        succ[from].push(to);
+    if edges.len() >= NONE as usize {
+        return (0, vec![]);
     }
-    for i in 0..nodes {
-        pred_start[i + 1] += pred_start[i];
-    }
+    // Predecessors in compressed rows (a counting pass by target, then each short row
+    // sorted and deduplicated), and successors likewise: no allocation per node, which at
+    // a million tasks cost more than the pass itself.
+    let (pred_start, preds) = rows(nodes, edges.iter().map(|&(from, to)| (to, from)), true);
+    drop(edges);
+    // Successors from the deduplicated predecessors, so that each edge is counted once.
+    let inverted = (0..nodes as u32).flat_map(|v| {
+        preds[pred_start[v as usize] as usize..pred_start[v as usize + 1] as usize].iter().map(move |&p| (p, v))
+    });
+    let (succ_start, succs) = rows(nodes, inverted, false);
     let weight = |v: usize| -> u64 {
         if v >= 2 * n || v % 2 == 1 {
             return 0;
@@ -144,42 +150,84 @@ pub fn critical_path(graph: &Graph, tl: &Timeline) -> (u64, Vec<TaskIdx>) {
             None => 0,
         }
     };
-    let mut indegree: Vec<usize> = (0..nodes).map(|v| pred_start[v + 1] - pred_start[v]).collect();
+    let mut indegree: Vec<u32> = (0..nodes).map(|v| pred_start[v + 1] - pred_start[v]).collect();
     let mut queue: Vec<usize> = (0..nodes).filter(|&v| indegree[v] == 0).collect();
     let mut value = vec![0u64; nodes];
-    let mut best_pred: Vec<Option<usize>> = vec![None; nodes];
+    let mut best_pred: Vec<u32> = vec![NONE; nodes];
     let mut head = 0;
     while head < queue.len() {
         let v = queue[head];
         head += 1;
-        let preds = &edges[pred_start[v]..pred_start[v + 1]];
-        let mut best: Option<(u64, usize)> = None;
-        for &(p, _) in preds {
-            if best.is_none_or(|(b, _)| value[p] > b) {
-                best = Some((value[p], p));
+        let mut best: Option<(u64, u32)> = None;
+        for &p in &preds[pred_start[v] as usize..pred_start[v + 1] as usize] {
+            if best.is_none_or(|(b, _)| value[p as usize] > b) {
+                best = Some((value[p as usize], p));
             }
         }
         value[v] = weight(v) + best.map_or(0, |(b, _)| b);
-        best_pred[v] = best.map(|(_, p)| p);
-        for &s in &succ[v] {
-            indegree[s] -= 1;
-            if indegree[s] == 0 {
-                queue.push(s);
+        best_pred[v] = best.map_or(NONE, |(_, p)| p);
+        for &s in &succs[succ_start[v] as usize..succ_start[v + 1] as usize] {
+            indegree[s as usize] -= 1;
+            if indegree[s as usize] == 0 {
+                queue.push(s as usize);
             }
         }
     }
     // The end of the path: the latest-finishing node (first one on ties).
     let Some(end) = (0..nodes).max_by_key(|&v| (value[v], std::cmp::Reverse(v))) else { return (0, vec![]) };
     let mut path = Vec::new();
-    let mut cursor = Some(end);
-    while let Some(v) = cursor {
-        if v < 2 * n && v % 2 == 0 && tl.tasks[v / 2].first_dispatch_ms.is_some() {
-            path.push((v / 2) as TaskIdx);
+    let mut cursor = end;
+    loop {
+        if cursor < 2 * n && cursor % 2 == 0 && tl.tasks[cursor / 2].first_dispatch_ms.is_some() {
+            path.push((cursor / 2) as TaskIdx);
         }
-        cursor = best_pred[v];
+        match best_pred[cursor] {
+            NONE => break,
+            p => cursor = p as usize,
+        }
     }
     path.reverse();
     (value[end], path)
+}
+
+/// No predecessor.
+const NONE: u32 = u32::MAX;
+
+/// Adjacency rows of `pairs` (row, item) over `nodes` rows: `items[start[r]..start[r + 1]]`
+/// is row r, in the order given, or sorted and deduplicated when `sorted`.
+fn rows(nodes: usize, pairs: impl Iterator<Item = (u32, u32)> + Clone, sorted: bool) -> (Vec<u32>, Vec<u32>) {
+    let mut start = vec![0u32; nodes + 1];
+    for (r, _) in pairs.clone() {
+        start[r as usize + 1] += 1;
+    }
+    for i in 0..nodes {
+        start[i + 1] += start[i];
+    }
+    let mut fill = start.clone();
+    let mut items = vec![0u32; start[nodes] as usize];
+    for (r, item) in pairs {
+        items[fill[r as usize] as usize] = item;
+        fill[r as usize] += 1;
+    }
+    if !sorted {
+        return (start, items);
+    }
+    // Sort and deduplicate each row in place, compacting the rows towards the front.
+    let mut kept = 0;
+    for r in 0..nodes {
+        let (from, to) = (start[r] as usize, start[r + 1] as usize);
+        items[from..to].sort_unstable();
+        start[r] = kept as u32;
+        for k in from..to {
+            if k == from || items[k] != items[k - 1] {
+                items[kept] = items[k];
+                kept += 1;
+            }
+        }
+    }
+    start[nodes] = kept as u32;
+    items.truncate(kept);
+    (start, items)
 }
 
 #[cfg(test)]

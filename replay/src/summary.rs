@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use orch_engine::record::{Digest, Event, KillReason, Record, RunOutcome, Terminal};
+use orch_engine::state::State;
 use serde::Serialize;
 
 use crate::rollup::Rollup;
@@ -42,8 +43,14 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The summary of `records`, folding them for the graph (see `timeline::fold_prefix`).
     pub fn of(records: &[Record]) -> Summary {
         Summary::with_rollup(records, &Rollup::of(&Timeline::of(records)))
+    }
+
+    /// The summary of `records`, taking the graph from `state`, their fold.
+    pub fn of_state(state: &State, records: &[Record]) -> Summary {
+        Summary::with_rollup(records, &Rollup::of(&Timeline::of_state(state, records)))
     }
 
     /// The summary, taking the rollups from an already computed `Rollup`.

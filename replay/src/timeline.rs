@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use orch_engine::graph::{Graph, TaskIdx, WaveIdx, ROOT};
 use orch_engine::record::{Event, ExitStatus, KillReason, Record, Terminal};
-use orch_engine::spec::Spec;
+use orch_engine::state::State;
 
 /// One attempt of one task, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,8 +93,33 @@ pub struct Timeline {
     pub finished: bool,
 }
 
+/// Folds `records` as far as they apply and returns that state: what the readers that
+/// hold only records (a live or damaged log included) take the compiled graph from, so
+/// the spec is parsed and compiled once, by the fold, never again here.
+pub fn fold_prefix(records: &[Record]) -> State {
+    let mut state = State::new();
+    for r in records {
+        if state.apply(r).is_err() {
+            break;
+        }
+    }
+    state
+}
+
 impl Timeline {
+    /// The timeline of `records`, folding them first for the graph (see [`fold_prefix`]).
+    /// A caller that folded them already passes its state to [`Timeline::of_state`].
     pub fn of(records: &[Record]) -> Timeline {
+        Timeline::of_state(&fold_prefix(records), records)
+    }
+
+    /// The timeline of `records`, with the compiled graph taken from `state`, a fold of
+    /// (at least a prefix of) the same records. The graph may grow as a run goes on
+    /// (tasks submitted at run time are appended, indices stay stable), so the state's
+    /// latest graph covers every task any of these records names.
+    pub fn of_state(state: &State, records: &[Record]) -> Timeline {
+        let graph = state.graph().cloned();
+        let (n, w) = graph.as_ref().map_or((0, 0), |g| (g.len(), g.waves.len()));
         let mut tl = Timeline {
             graph: None,
             attempts: Vec::new(),
@@ -108,22 +133,24 @@ impl Timeline {
         };
         // Per task: the index of its attempt in flight.
         let mut open: Vec<Option<usize>> = Vec::new();
+        let mut started = false;
         let mut running = 0u32;
         let mut busy_since = 0u64;
         for (seq, r) in records.iter().enumerate() {
             tl.now_ms = tl.now_ms.max(r.time_ms);
-            if let Event::RunStarted(s) = &r.event {
-                tl.graph = serde_json::from_str::<Spec>(&s.spec)
-                    .ok()
-                    .and_then(|spec| Graph::compile(spec, "run_started").ok())
-                    .map(Arc::new);
-                let (n, w) = tl.graph.as_ref().map_or((0, 0), |g| (g.len(), g.waves.len()));
-                tl.tasks = vec![TaskTimes::default(); n];
-                tl.wave_opened_ms = vec![None; w];
-                open = vec![None; n];
+            if let Event::RunStarted(_) = &r.event {
+                // Only the first one counts (the fold rejects a second).
+                if !started {
+                    started = true;
+                    tl.graph = graph.clone();
+                    tl.tasks = vec![TaskTimes::default(); n];
+                    tl.wave_opened_ms = vec![None; w];
+                    open = vec![None; n];
+                }
                 continue;
             }
-            let Some(graph) = tl.graph.clone() else { continue };
+            // Borrowed, not cloned: an Arc clone per record is two atomic operations.
+            let Some(graph) = graph.as_deref().filter(|_| started) else { continue };
             let lookup = |id: &str| graph.task(id);
             match &r.event {
                 Event::WaveOpened(o) => {

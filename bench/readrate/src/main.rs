@@ -1,35 +1,124 @@
-//! `readrate LOG_DIR RUNS`: times, in one process, over the same log:
+//! `readrate LOG_DIR [RUNS [STAGE]]`: times, in one process, over the same log:
 //! blake3 raw (single-threaded `Hasher::update` over the segment files' bytes, already in
 //! memory: the reference of docs/performance.md's log section), `verify(dir)`,
 //! `read_records` (map + CRC + decode), `State::fold`, `redecide` (fold + re-ask the
-//! scheduler at every input), and `diff(A, A)` at the default level. Prints one JSON
-//! object with the median seconds of each, and the record and byte counts.
+//! scheduler at every input), and `diff(A, A)` at the default level; then the stages of
+//! `orch replay` and of the fold, so that a change can be traced to the stage it moved:
+//! the run-started record alone (spec parse + validate + compile), the spec's JSON parse
+//! and its compile on their own, decoding while folding (`fold_log`, no `Vec<Record>`),
+//! the timeline, rollup and summary from the folded state, and `orch replay`'s work in
+//! process (verify + read + redecide + summary). Prints one JSON object with the median
+//! seconds of each (`*_s`, wall) and the median time on the CPU (`cpu.*`, which a shared
+//! machine disturbs less), and the record and byte counts.
+//!
+//! With a STAGE name (a key without `_s`), runs only that stage RUNS times and prints its
+//! mean: a loop to hold under `perf record`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use orch_engine::journal::read_records;
+use orch_engine::journal::{fold_log, read_records};
+use orch_engine::record::{Event, Record};
+use orch_engine::spec::Spec;
 use orch_engine::state::State;
+use orch_replay::rollup::Rollup;
+use orch_replay::timeline::Timeline;
+use orch_replay::Summary;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
 }
 
-fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> f64 {
-    let mut v = Vec::with_capacity(runs);
+/// Seconds this thread has spent on a CPU (the scheduler's own count).
+fn on_cpu() -> f64 {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    text.split(' ').next().and_then(|ns| ns.parse::<f64>().ok()).unwrap_or(0.0) / 1e9
+}
+
+/// Median wall and on-CPU seconds of `runs` calls.
+fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, f64) {
+    let (mut wall, mut cpu) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
     for _ in 0..runs {
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), on_cpu());
         std::hint::black_box(f());
-        v.push(t.elapsed().as_secs_f64());
+        wall.push(t.elapsed().as_secs_f64());
+        cpu.push(on_cpu() - c);
     }
-    median(v)
+    (median(wall), median(cpu))
+}
+
+/// A stage's name and its work (returning something, so that it is not optimised away).
+type Stage<'a> = (&'static str, Box<dyn Fn() -> u64 + 'a>);
+
+/// Every stage, by name, as a closure over the log and its records.
+fn stages<'a>(
+    dir: &'a Path,
+    bodies: &'a [Vec<u8>],
+    records: &'a [Record],
+    folded: &'a State,
+    timeline: &'a Timeline,
+) -> Vec<Stage<'a>> {
+    let spec_json = match &records[0].event {
+        Event::RunStarted(s) => s.spec.clone(),
+        _ => panic!("the log does not start with run_started"),
+    };
+    let spec: std::rc::Rc<Spec> = std::rc::Rc::new(serde_json::from_str(&spec_json).expect("spec"));
+    let spec_to_clone = spec.clone();
+    vec![
+        (
+            "blake3_raw",
+            Box::new(move || {
+                let mut h = blake3::Hasher::new();
+                for b in bodies {
+                    h.update(b);
+                }
+                h.finalize().as_bytes()[0] as u64
+            }),
+        ),
+        ("verify", Box::new(move || orch_log_format::verify(dir).expect("verify").records)),
+        ("decode", Box::new(move || read_records(dir).expect("read").len() as u64)),
+        ("fold", Box::new(move || State::fold(records).expect("fold").records_applied())),
+        ("redecide", Box::new(move || orch_replay::redecide(records).expect("redecide").state.records_applied())),
+        (
+            "diff",
+            Box::new(move || {
+                let report = orch_replay::diff(records, records, orch_replay::Level::Decisions);
+                std::hint::black_box(&report);
+                0
+            }),
+        ),
+        ("fold_started", Box::new(move || State::fold(&records[..1]).expect("fold").records_applied())),
+        ("spec_parse", Box::new(move || serde_json::from_str::<Spec>(&spec_json).expect("spec").tasks.len() as u64)),
+        (
+            "spec_compile",
+            Box::new(move || {
+                orch_engine::graph::Graph::compile(Spec::clone(&spec), "readrate").expect("valid").len() as u64
+            }),
+        ),
+        ("spec_clone", Box::new(move || Spec::clone(&spec_to_clone).tasks.len() as u64)),
+        ("fold_log", Box::new(move || fold_log(dir, None).expect("fold").1)),
+        ("timeline", Box::new(move || Timeline::of_state(folded, records).attempts.len() as u64)),
+        ("rollup", Box::new(move || Rollup::of(timeline).tasks)),
+        ("summary", Box::new(move || Summary::of_state(folded, records).tasks)),
+        (
+            "replay",
+            Box::new(move || {
+                // What `orch replay` does, in process.
+                orch_log_format::verify(dir).expect("verify");
+                let records = read_records(dir).expect("read");
+                let replayed = orch_replay::redecide(&records).expect("redecide");
+                Summary::of_state(&replayed.state, &records).tasks
+            }),
+        ),
+    ]
 }
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let dir = PathBuf::from(args.next().expect("usage: readrate LOG_DIR [RUNS]"));
+    let dir = PathBuf::from(args.next().expect("usage: readrate LOG_DIR [RUNS [STAGE]]"));
     let runs: usize = args.next().map_or(5, |r| r.parse().expect("RUNS"));
+    let only = args.next();
 
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("log dir")
@@ -42,23 +131,32 @@ fn main() {
 
     let records = read_records(&dir).expect("read");
     let n = records.len();
+    let folded = State::fold(&records).expect("fold");
+    let timeline = Timeline::of_state(&folded, &records);
+    let stages = stages(&dir, &bodies, &records, &folded, &timeline);
 
-    let blake3_raw = time(runs, || {
-        let mut h = blake3::Hasher::new();
-        for b in &bodies {
-            h.update(b);
+    if let Some(only) = only {
+        let (_, f) = stages.iter().find(|(name, _)| *name == only).expect("no such stage");
+        let (t, c) = (Instant::now(), on_cpu());
+        for _ in 0..runs {
+            std::hint::black_box(f());
         }
-        h.finalize()
-    });
-    let verify = time(runs, || orch_log_format::verify(&dir).expect("verify").records);
-    let decode = time(runs, || read_records(&dir).expect("read").len());
-    let fold = time(runs, || State::fold(&records).expect("fold").is_finished());
-    let redecide = time(runs, || orch_replay::redecide(&records).expect("redecide").incomplete_from);
-    let diff = time(runs, || orch_replay::diff(&records, &records, orch_replay::Level::Decisions));
+        let (wall, cpu) = (t.elapsed().as_secs_f64() / runs as f64, (on_cpu() - c) / runs as f64);
+        eprintln!("{only}: {wall:.4} s/run, on cpu {cpu:.4} s/run");
+        return;
+    }
 
+    let mut walls = Vec::new();
+    let mut cpus = Vec::new();
+    for (name, f) in &stages {
+        let (wall, cpu) = time(runs, f);
+        walls.push(format!("\"{name}_s\":{wall}"));
+        cpus.push(format!("\"{name}\":{cpu}"));
+    }
     println!(
-        "{{\"records\":{n},\"bytes\":{bytes},\"segments\":{},\"blake3_raw_s\":{blake3_raw},\"verify_s\":{verify},\
-         \"decode_s\":{decode},\"fold_s\":{fold},\"redecide_s\":{redecide},\"diff_s\":{diff}}}",
-        files.len()
+        "{{\"records\":{n},\"bytes\":{bytes},\"segments\":{},{},\"cpu\":{{{}}}}}",
+        files.len(),
+        walls.join(","),
+        cpus.join(",")
     );
 }

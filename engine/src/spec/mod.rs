@@ -1,13 +1,15 @@
 //! Workflow specs: the file format users write (TOML, or JSON), its validation, and the
 //! errors that point at the place in the file.
 
+mod ids;
 mod model;
 mod parse;
 mod validate;
 
+pub use ids::{id_hash, TaskIds};
 pub use model::*;
 pub use parse::{load, parse, Format};
-pub use validate::{validate, Places, Unplaced};
+pub use validate::{validate, validate_resolved, Places, Resolved, Unplaced};
 
 use std::fmt;
 

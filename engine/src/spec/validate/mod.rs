@@ -12,74 +12,64 @@
 
 // Fx: a fixed, fast hash (no random keys, so no OS randomness in the core). These maps
 // are only looked up, never iterated, so their order cannot show in any output.
+mod places;
 mod structure;
 mod waits_for;
+
+pub use places::{Places, Unplaced};
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use waits_for::*;
 
-use super::{Backoff, Command, Error, Problem, SimOutcome, Spec, TaskSpec, WaveSpec};
-
-/// Where things are in a spec's source, as place strings for [`Problem::place`].
-///
-/// Indexes are positions in `Spec::tasks` / `Spec::waves` (0-based). A `field` is a key
-/// path below the task, wave or `[run]` table, dotted for nested keys: `"after"`,
-/// `"retry.max_attempts"`, `"sim.outcomes"`, `"env.HOME"`, `"priority_caps.P1"`. An `item`
-/// is an index into a list field (`after`, argv `command`, `sim.outcomes`, wave `tasks`).
-pub trait Places {
-    /// The task as a whole (in TOML: its `[[task]]` header).
-    fn task(&self, task: usize) -> String;
-    /// A field of a task, or one item of a list field.
-    fn task_field(&self, task: usize, field: &str, item: Option<usize>) -> String;
-    /// The wave as a whole (in TOML: its `[[wave]]` header).
-    fn wave(&self, wave: usize) -> String;
-    /// A field of a wave, or one item of a list field.
-    fn wave_field(&self, wave: usize, field: &str, item: Option<usize>) -> String;
-    /// A field of the `[run]` table.
-    fn run_field(&self, field: &str) -> String;
-}
-
-/// [`Places`] without a source: `NAME: task[3].after[1]`. Used for JSON (which has no
-/// spans) and for specs that come out of a log rather than a file.
-#[derive(Debug, Clone, Copy)]
-pub struct Unplaced<'a>(pub &'a str);
-
-impl Places for Unplaced<'_> {
-    fn task(&self, task: usize) -> String {
-        format!("{}: task[{task}]", self.0)
-    }
-
-    fn task_field(&self, task: usize, field: &str, item: Option<usize>) -> String {
-        format!("{}: task[{task}].{field}{}", self.0, item_suffix(item))
-    }
-
-    fn wave(&self, wave: usize) -> String {
-        format!("{}: wave[{wave}]", self.0)
-    }
-
-    fn wave_field(&self, wave: usize, field: &str, item: Option<usize>) -> String {
-        format!("{}: wave[{wave}].{field}{}", self.0, item_suffix(item))
-    }
-
-    fn run_field(&self, field: &str) -> String {
-        format!("{}: run.{field}", self.0)
-    }
-}
+use super::{Backoff, Command, Error, Problem, SimOutcome, Spec, TaskIds, TaskSpec, WaveSpec};
 
 /// Checks `spec` and returns every problem found, placed by `places`.
 pub fn validate(spec: &Spec, places: &dyn Places) -> Result<(), Error> {
-    let mut checker = Checker::new(spec, places);
+    validate_resolved(spec, places).map(drop)
+}
+
+/// What validating a spec resolved, handed to `Graph::compile` so that it does not
+/// resolve every name again. Only ever made for a valid spec: every name resolves.
+#[derive(Debug)]
+pub struct Resolved {
+    pub ids: TaskIds,
+    /// Task `t`'s `after`, as indices in the order written: `after_targets[after_offsets[t]
+    /// ..after_offsets[t + 1]]`.
+    pub after_offsets: Vec<usize>,
+    pub after_targets: Vec<u32>,
+    /// Each task's parent: its own `parent`, else the parent of the wave listing it.
+    pub parent: Vec<Option<u32>>,
+    /// Each wave's parent, and its tasks as indices in the order listed.
+    pub wave_parent: Vec<Option<u32>>,
+    pub wave_members: Vec<Vec<usize>>,
+}
+
+/// [`validate`], keeping what it resolved.
+pub fn validate_resolved(spec: &Spec, places: &dyn Places) -> Result<Resolved, Error> {
+    let Some((ids, first)) = TaskIds::build(spec) else {
+        let message = "the task ids take more than 4 GiB".to_string();
+        return Err(Error::Invalid(vec![Problem { place: places.task(0), message }]));
+    };
+    let mut checker = Checker::new(spec, places, ids, first);
     checker.run_settings();
     for (index, task) in spec.tasks.iter().enumerate() {
         checker.task(index, task);
     }
     let structure = checker.structure();
     checker.graph(&structure);
-    checker.finish()
-}
-
-fn item_suffix(item: Option<usize>) -> String {
-    item.map(|i| format!("[{i}]")).unwrap_or_default()
+    checker.finish()?;
+    let owner = |o: &Owner| match *o {
+        Owner::Task(t) => Some(t as u32),
+        Owner::Root | Owner::Unknown => None,
+    };
+    Ok(Resolved {
+        parent: structure.parent.iter().map(owner).collect(),
+        wave_parent: structure.wave_owner.iter().map(owner).collect(),
+        wave_members: structure.wave_members,
+        ids: checker.ids,
+        after_offsets: checker.after_offsets,
+        after_targets: checker.after_targets,
+    })
 }
 
 /// What a problem is about; problems are sorted by it so the order is the declaration
@@ -124,7 +114,7 @@ struct Checker<'a> {
     places: &'a dyn Places,
     problems: Vec<(About, Problem)>,
     /// Task id → index of its first declaration.
-    ids: HashMap<&'a str, usize>,
+    ids: TaskIds,
     /// Each task's first declaration of its id (itself, unless the id repeats).
     first: Vec<usize>,
     /// Each task's own `parent`, resolved (the root if it has none).
@@ -137,11 +127,8 @@ struct Checker<'a> {
 }
 
 impl<'a> Checker<'a> {
-    fn new(spec: &'a Spec, places: &'a dyn Places) -> Self {
+    fn new(spec: &'a Spec, places: &'a dyn Places, ids: TaskIds, first: Vec<usize>) -> Self {
         let tasks = spec.tasks.len();
-        let mut ids = HashMap::with_capacity_and_hasher(tasks, Default::default());
-        let first =
-            spec.tasks.iter().enumerate().map(|(index, task)| *ids.entry(task.id.as_str()).or_insert(index)).collect();
         let mut after_offsets = Vec::with_capacity(tasks + 1);
         after_offsets.push(0);
         Checker {
@@ -160,13 +147,14 @@ impl<'a> Checker<'a> {
         self.problems.push((about, Problem { place, message }));
     }
 
-    fn finish(mut self) -> Result<(), Error> {
+    fn finish(&mut self) -> Result<(), Error> {
         if self.problems.is_empty() {
             return Ok(());
         }
+        let mut problems = std::mem::take(&mut self.problems);
         // Stable: problems about the same thing keep the order the checks found them in.
-        self.problems.sort_by_key(|(about, _)| *about);
-        Err(Error::Invalid(self.problems.into_iter().map(|(_, problem)| problem).collect()))
+        problems.sort_by_key(|(about, _)| *about);
+        Err(Error::Invalid(problems.into_iter().map(|(_, problem)| problem).collect()))
     }
 
     fn run_settings(&mut self) {
@@ -192,7 +180,7 @@ impl<'a> Checker<'a> {
         }
         for (i, cancel) in run.sim_cancel.iter().enumerate() {
             if let Some(task) = &cancel.task {
-                if !self.ids.contains_key(task.as_str()) {
+                if self.ids.get(task).is_none() {
                     let place = self.places.run_field(&format!("sim_cancel[{i}].task"));
                     self.report(About::Run, place, format!("run.sim_cancel names {task:?}, which is not a task"));
                 }
@@ -309,7 +297,7 @@ impl<'a> Checker<'a> {
             let place = || places.task_field(index, "after", Some(item));
             let repeated =
                 if task.after.len() > 16 { !seen.insert(name.as_str()) } else { task.after[..item].contains(name) };
-            let target = self.ids.get(name.as_str()).copied();
+            let target = self.ids.get(name);
             if name == id {
                 self.report(about, place(), format!("task {id:?} lists itself in after"));
             } else if let Some(target) = target {
@@ -327,7 +315,7 @@ impl<'a> Checker<'a> {
     fn resolve(&self, name: Option<&str>) -> Owner {
         match name {
             None => Owner::Root,
-            Some(name) => self.ids.get(name).map_or(Owner::Unknown, |&index| Owner::Task(index)),
+            Some(name) => self.ids.get(name).map_or(Owner::Unknown, Owner::Task),
         }
     }
 

@@ -37,7 +37,7 @@ impl<'a> Checker<'a> {
                 let places = self.places;
                 let place = || places.wave_field(index, "tasks", Some(item));
                 let label = || wave_label(spec, index, &wave_owner, &positions);
-                let Some(&task) = self.ids.get(name.as_str()) else {
+                let Some(task) = self.ids.get(name) else {
                     self.report(about, place(), format!("{} lists {name:?}, which is not a task", label()));
                     continue;
                 };
