@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use orch_engine::record::{Digest, Event, KillReason, Record, RunOutcome, Terminal};
+use orch_engine::record::{Digest, Event, KillReason, Record, RunOutcome, Terminal, Verdict};
 use orch_engine::state::State;
 use serde::Serialize;
 
@@ -40,6 +40,9 @@ pub struct Summary {
     pub queue_wait_ms_max: u64,
     /// Sum of declared `cost` estimates (None: no task declares one).
     pub cost_estimate: Option<u64>,
+    /// The `before_finalize` hook's verdict, with its reason (None: the run has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finalize: Option<String>,
 }
 
 impl Summary {
@@ -81,6 +84,13 @@ impl Summary {
                 Event::AttemptKillRequested(k) if k.reason == KillReason::Timeout => s.timeouts += 1,
                 Event::AttemptExited(e) => s.attempt_ms += e.duration_ms,
                 Event::TaskFinished(f) => *s.states.entry(f.state.name()).or_default() += 1,
+                Event::HookAnswered(h) if h.parent.is_none() => {
+                    let verdict = if h.verdict == Verdict::Accept { "accepted" } else { "rejected" };
+                    s.finalize = Some(match &h.reason {
+                        Some(why) => format!("{verdict}: {why}"),
+                        None => verdict.to_string(),
+                    });
+                }
                 Event::RunFinished(f) => {
                     s.outcome = Some(f.outcome);
                     s.aggregate = Some(f.aggregate);
@@ -104,6 +114,9 @@ impl Summary {
         let speedup = self.speedup_centi().map_or("-".to_string(), |c| format!("{}.{:02}x", c / 100, c % 100));
         let noun = if self.tasks == 1 { "task" } else { "tasks" };
         let mut out = format!("run {outcome}: {} {noun} ({})\n", self.tasks, states.join(", "));
+        if let Some(verdict) = &self.finalize {
+            out += &format!("before_finalize {verdict}\n");
+        }
         out += &format!(
             "attempts {}, retries {}, timeouts {}; wall {} ms, serial {} ms, speedup {speedup}\n",
             self.attempts, self.retries, self.timeouts, self.wall_ms, self.attempt_ms
