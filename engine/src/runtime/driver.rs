@@ -131,7 +131,8 @@ pub fn run_processes(
     observe: impl FnMut(&Record, &State),
 ) -> Result<State, RuntimeError> {
     let mut world = ProcessWorld::new(config)?;
-    let journal = Journal::create(&config.store.log_dir(&config.run_id), config.log)?;
+    let log = config.store.log_dir(&config.run_id);
+    let journal = super::reaper::without_sigchld_in_new_threads(|| Journal::create(&log, config.log))?;
     start_journaled(graph, "process", &mut world, journal, observe)
 }
 
@@ -139,6 +140,7 @@ pub fn run_processes(
 /// hooks. It reads the graph through the state (which grows with submitted tasks).
 pub(super) struct ProcessWorld {
     pub(super) runtime: tokio::runtime::Runtime,
+    sigchld: tokio::signal::unix::Signal,
     pub(super) env: ChildEnv,
     blobs: PathBuf,
     outputs: process::OutputFiles,
@@ -183,6 +185,13 @@ impl ProcessWorld {
                 }
             }
         });
+        // Children's exits are reaped on this thread when SIGCHLD comes, in
+        // `next_input` (one wake per exit; see `reaper`). The stream exists before any
+        // child does, so no exit is missed.
+        let sigchld = {
+            let _context = runtime.enter();
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).map_err(RuntimeError::Signal)?
+        };
         // ORCH_STORE must be absolute: the default store is the relative `.orch`, which
         // names the wrong place for any child started with its own `cwd`.
         let store = std::path::absolute(config.store.root()).unwrap_or_else(|_| config.store.root().to_path_buf());
@@ -205,6 +214,7 @@ impl ProcessWorld {
         };
         Ok(ProcessWorld {
             runtime,
+            sigchld,
             env: ChildEnv { run_id: config.run_id.clone(), store, socket },
             blobs: config.store.blobs_dir(),
             outputs: process::OutputFiles::new(&config.store.blobs_dir()),
@@ -303,7 +313,24 @@ impl World for ProcessWorld {
 
     fn next_input(&mut self, state: &State) -> Result<Option<(u64, Event)>, Self::Error> {
         loop {
-            let Some(incoming) = self.runtime.block_on(self.rx.recv()) else { return Ok(None) };
+            let (rx, sigchld) = (&mut self.rx, &mut self.sigchld);
+            // Exits are reaped here rather than by a task of the runtime: the exit is
+            // read in the same poll that reaps it, without a turn of the scheduler (which
+            // costs an extra `epoll_wait`). A child that exited before its spawn
+            // registered it is found here too: spawns happen on this thread, between
+            // two calls. SIGCHLD's stream never ends (`None` is not expected).
+            let next = self.runtime.block_on(async {
+                loop {
+                    tokio::select! {
+                        biased;
+                        incoming = rx.recv() => return incoming,
+                        _ = sigchld.recv() => {
+                            super::reaper::reap_ready();
+                        }
+                    }
+                }
+            });
+            let Some(incoming) = next else { return Ok(None) };
             let now = self.start.elapsed().as_millis() as u64;
             let input = match incoming {
                 Incoming::Exited { task, attempt, exit } => {

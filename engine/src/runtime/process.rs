@@ -198,7 +198,8 @@ pub struct AttemptNumber {
 }
 
 /// Starts one attempt of `task` and returns its process group; `on_exit` receives the
-/// exit once the child has ended and its output is stored (on the reaper thread).
+/// exit once the child has ended and its output is stored (in the `reaper::reap_ready`
+/// call that finds it exited).
 pub fn spawn(
     task: &TaskSpec,
     attempt: AttemptNumber,
@@ -215,9 +216,9 @@ pub fn spawn(
     };
     let blobs = blobs.to_path_buf();
     match start(task, attempt, env, outputs, &argv) {
-        Ok((spawning, slot, pid, start_ticks)) => {
+        Ok((slot, pid, start_ticks)) => {
             let outputs = outputs.clone();
-            spawning.register(
+            reaper::register(
                 pid,
                 Box::new(move |status| {
                     let duration_ms = started.elapsed().as_millis() as u64;
@@ -238,16 +239,14 @@ pub fn spawn(
     }
 }
 
-/// Spawns the child, telling the reaper a spawn is in progress (so that it cannot take
-/// the child, should it exit at once, for someone else's), and returns what to
-/// register it with.
+/// Spawns the child and returns what to register it with.
 fn start(
     task: &TaskSpec,
     attempt: AttemptNumber,
     env: &ChildEnv,
     outputs: &OutputFiles,
     argv: &[String],
-) -> std::io::Result<(reaper::Spawning, Slot, i32, Option<u64>)> {
+) -> std::io::Result<(Slot, i32, Option<u64>)> {
     let context = outputs.context()?;
     let program = context.program(&argv[0], task.env.get("PATH").map(String::as_str))?;
     let argv = argv.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<Vec<_>, _>>()?;
@@ -264,7 +263,6 @@ fn start(
     let skip: Vec<&[u8]> = task.env.keys().map(|k| k.as_bytes()).collect();
     let cwd = task.cwd.as_deref().map(CString::new).transpose()?;
     let slot = outputs.take()?;
-    let spawning = reaper::begin()?;
     let before = spawner::boot_ticks();
     let spawned = context.spawn(&program, &argv, &skip, &extra, slot.file.as_raw_fd(), cwd.as_deref());
     let after = spawner::boot_ticks();
@@ -272,7 +270,6 @@ fn start(
         Ok(pid) => pid,
         Err(e) => {
             // The child never ran (or never got to exec): its file is as clean as it was.
-            drop(spawning);
             outputs.put_back(slot);
             return Err(e);
         }
@@ -284,7 +281,7 @@ fn start(
         (Some(b), Some(a)) if a == b => Some(b),
         _ => start_ticks(pid as u32),
     };
-    Ok((spawning, slot, pid, start_ticks))
+    Ok((slot, pid, start_ticks))
 }
 
 /// A process's start time in clock ticks since boot (`/proc/PID/stat`, field 22), or

@@ -1,175 +1,111 @@
-//! One thread that reaps every child orch spawns and hands each exit to its callback.
-//! tokio reaps a child through a pidfd of its own (`pidfd_open`, two `epoll_ctl`s,
-//! `close`, `wait4`, and a task on the runtime): five syscalls per child where a thread
-//! blocked in `waitid` needs two.
+//! Reaps the children orch spawns, on the thread that asks, and hands each exit to its
+//! callback. The run's driver calls `reap_ready` on its own thread whenever SIGCHLD
+//! arrives (a tokio signal stream, `driver.rs`): the engine learns of an exit with one
+//! wake. A
+//! reaper thread blocked in `waitid` cost a second one per exit (that thread, then the
+//! engine's, through a channel), the latency between an exit and the next spawn; and
+//! tokio's own reaping costs a pidfd, two `epoll_ctl`s, a `close` and a task per child.
 //!
 //! Only registered children are reaped: other code in the process may have children of
-//! its own and wait for them by pid. So the thread first *looks* at the next exited
-//! child (`WNOWAIT`, which leaves it waitable) and reaps it only if it is registered. A
-//! child that is not registered is either ours, exited before its spawner registered
-//! it (the reaper then waits for that spawn to finish), or someone else's not yet
-//! waited for, which could be the only one such a look ever returns: while one is in
-//! the way the thread polls its own children by pid instead, at short intervals.
+//! its own (hooks run through tokio::process) and wait for them by pid. So the next
+//! exited child is first only *looked* at (`WNOWAIT`, which leaves it waitable) and
+//! reaped only if it is registered. Someone else's exited child not yet waited for is
+//! what such a look would return again and again: while one is in the way, the
+//! registered children are polled by pid instead. SIGCHLD comes for every exit (several
+//! may share one signal: each wake reaps all that are ready), so nothing needs a timer.
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use nix::errno::Errno;
 use nix::libc;
 
 use crate::record::ExitStatus;
 
-/// Called on the reaper thread with the child's exit status (`None`: it could not be
-/// waited for, someone else reaped it).
+/// Called by `reap_ready` with the child's exit status (`None`: it could not be waited
+/// for, someone else reaped it).
 pub type OnExit = Box<dyn FnOnce(Option<ExitStatus>) + Send>;
 
-struct Registry {
-    children: BTreeMap<i32, OnExit>,
-    /// Spawns begun and not yet registered (or failed).
-    spawning: u32,
-    /// The reaper waits on `WAKE`: for a first child (`idle`), or for the spawns in
-    /// progress to register theirs (`awaiting`).
-    idle: bool,
-    awaiting: bool,
-    started: bool,
-}
+/// Registered children by pid. A mutex, not a thread-local: tests spawn and reap from
+/// several threads of one process; in a run it is never contended.
+static CHILDREN: Mutex<BTreeMap<i32, OnExit>> = Mutex::new(BTreeMap::new());
 
-static REGISTRY: Mutex<Registry> =
-    Mutex::new(Registry { children: BTreeMap::new(), spawning: 0, idle: false, awaiting: false, started: false });
-static WAKE: Condvar = Condvar::new();
-
-/// Polling intervals while someone else's exited child is in the way.
-const POLL_MIN: Duration = Duration::from_micros(50);
-const POLL_MAX: Duration = Duration::from_millis(2);
-
-fn registry() -> MutexGuard<'static, Registry> {
+fn children() -> MutexGuard<'static, BTreeMap<i32, OnExit>> {
     // A panic elsewhere never leaves the map half-changed (inserts and removes only).
-    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+    CHILDREN.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A spawn in progress: until it is registered (or dropped, when the spawn failed), an
-/// exited child the reaper does not know may be this one.
-pub struct Spawning(());
-
-impl std::fmt::Debug for Spawning {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("reaper::Spawning")
-    }
+/// `on_exit` will be called by the `reap_ready` that finds child `pid` exited. Until it
+/// is registered a child is not reaped: its zombie waits for a later call. In a run,
+/// spawns and reaping share the engine's thread, so that call comes after the spawn.
+pub fn register(pid: i32, on_exit: OnExit) {
+    children().insert(pid, on_exit);
 }
 
-/// Call before spawning a child (starts the reaper thread the first time).
-pub fn begin() -> std::io::Result<Spawning> {
-    let mut reg = registry();
-    if !reg.started {
-        std::thread::Builder::new().name("orch-reaper".into()).spawn(run)?;
-        reg.started = true;
-    }
-    reg.spawning += 1;
-    Ok(Spawning(()))
-}
-
-impl Spawning {
-    /// `on_exit` will be called, on the reaper thread, once child `pid` has exited.
-    pub fn register(self, pid: i32, on_exit: OnExit) {
-        let mut reg = registry();
-        reg.children.insert(pid, on_exit);
-        spawn_done(&mut reg);
-        drop(reg);
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for Spawning {
-    fn drop(&mut self) {
-        spawn_done(&mut registry());
-    }
-}
-
-fn spawn_done(reg: &mut Registry) {
-    reg.spawning -= 1;
-    if reg.idle || reg.awaiting {
-        reg.idle = false;
-        reg.awaiting = false;
-        WAKE.notify_one();
-    }
-}
-
-fn run() {
-    let mut poll = POLL_MIN;
+/// Reaps every registered child that has exited, without blocking, calling each one's
+/// callback on this thread. Returns how many were reaped.
+pub fn reap_ready() -> usize {
+    let mut reaped = 0;
     loop {
-        {
-            let mut reg = registry();
-            while reg.children.is_empty() {
-                reg.idle = true;
-                reg = WAKE.wait(reg).unwrap_or_else(PoisonError::into_inner);
-            }
-            reg.idle = false;
+        if children().is_empty() {
+            return reaped;
         }
-        match wait(libc::P_ALL, 0, libc::WNOWAIT) {
+        match wait(libc::P_ALL, 0, libc::WNOWAIT | libc::WNOHANG) {
             Ok(Some((pid, _))) => {
-                let mut reg = registry();
-                let mine = reg.children.remove(&pid);
-                if mine.is_none() && reg.spawning > 0 {
-                    // Perhaps a child of ours that exited before it was registered: wait
-                    // for the spawns in progress (briefly: it may be someone else's).
-                    reg.awaiting = true;
-                    let _ = WAKE.wait_timeout(reg, POLL_MAX).unwrap_or_else(PoisonError::into_inner);
-                    continue;
-                }
-                drop(reg);
-                match mine {
-                    Some(on_exit) => match wait(libc::P_PID, pid, libc::WNOHANG) {
-                        Ok(Some((_, status))) => {
-                            finish(on_exit, Some(status));
-                            poll = POLL_MIN;
-                        }
-                        // The exited child was someone else's and already reaped, and
-                        // its pid is ours again: keep waiting for ours.
-                        Ok(None) => {
-                            registry().children.insert(pid, on_exit);
-                        }
-                        Err(_) => finish(on_exit, None),
-                    },
-                    None => {
-                        // Someone else's child: theirs to reap. Ours are polled meanwhile.
-                        poll_registered();
-                        std::thread::sleep(poll);
-                        poll = (poll * 2).min(POLL_MAX);
+                let Some(on_exit) = children().remove(&pid) else {
+                    // Someone else's child (or ours not yet registered): theirs to
+                    // reap. Ours are polled by pid meanwhile.
+                    return reaped + poll_registered();
+                };
+                match wait(libc::P_PID, pid, libc::WNOHANG) {
+                    Ok(Some((_, status))) => finish(on_exit, Some(status)),
+                    // The exited child was someone else's and already reaped, and its
+                    // pid is ours again: keep waiting for ours.
+                    Ok(None) => {
+                        children().insert(pid, on_exit);
+                        return reaped + poll_registered();
                     }
+                    Err(_) => finish(on_exit, None),
                 }
+                reaped += 1;
             }
-            Ok(None) | Err(Errno::EINTR) => {}
+            Ok(None) => return reaped,
+            Err(Errno::EINTR) => {}
             Err(Errno::ECHILD) => {
                 // No children at all, yet some registered: reaped by someone waiting
                 // for any child. Their exits are lost; say so rather than hang.
-                let lost = std::mem::take(&mut registry().children);
+                let lost = std::mem::take(&mut *children());
+                reaped += lost.len();
                 for (_, on_exit) in lost {
                     finish(on_exit, None);
                 }
+                return reaped;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "waitid failed");
-                std::thread::sleep(POLL_MAX);
+                return reaped + poll_registered();
             }
         }
     }
 }
 
 /// Reaps whichever registered children have exited, by pid.
-fn poll_registered() {
-    let pids: Vec<i32> = registry().children.keys().copied().collect();
+fn poll_registered() -> usize {
+    let pids: Vec<i32> = children().keys().copied().collect();
+    let mut reaped = 0;
     for pid in pids {
         let status = match wait(libc::P_PID, pid, libc::WNOHANG) {
             Ok(None) => continue,
             Ok(Some((_, status))) => Some(status),
             Err(_) => None,
         };
-        if let Some(on_exit) = registry().children.remove(&pid) {
+        if let Some(on_exit) = children().remove(&pid) {
             finish(on_exit, status);
+            reaped += 1;
         }
     }
+    reaped
 }
 
 /// `waitid(idtype, id, WEXITED | flags)`: the pid and exit status of an exited child,
@@ -193,9 +129,28 @@ fn wait(idtype: libc::idtype_t, id: i32, flags: libc::c_int) -> Result<Option<(i
         Ok(Some((pid, status)))
     }
 }
-/// A callback that panics must not take the reaper (and every later exit) with it.
+
+/// A callback that panics must not take the caller (and every later exit) with it.
 fn finish(on_exit: OnExit, status: Option<ExitStatus>) {
     if catch_unwind(AssertUnwindSafe(|| on_exit(status))).is_err() {
         tracing::error!("an exit callback panicked");
     }
+}
+
+/// Runs `f` (which starts a helper thread: the log's group-commit thread) with SIGCHLD
+/// blocked, so that the thread, which inherits the mask, never takes the signal. The
+/// kernel sends SIGCHLD to the engine's thread unless that thread blocks it, which it
+/// does while a spawn's `clone` waits for the child's exec; a helper thread taking it
+/// then woke the engine's thread from another core (a second hop for one exit in five).
+pub fn without_sigchld_in_new_threads<T>(f: impl FnOnce() -> T) -> T {
+    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    let mut old = SigSet::empty();
+    let blocked = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&chld), Some(&mut old)).is_ok();
+    let out = f();
+    if blocked && !old.contains(Signal::SIGCHLD) {
+        let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&chld), None);
+    }
+    out
 }

@@ -56,7 +56,7 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 fn open_writer(log: &Path, options: Options) -> Result<(Writer, orch_log_format::Recovery), orch_log_format::Error> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
-        match Writer::open(log, options) {
+        match super::reaper::without_sigchld_in_new_threads(|| Writer::open(log, options)) {
             Err(orch_log_format::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
