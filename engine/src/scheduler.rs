@@ -136,7 +136,8 @@ pub fn decide_into(state: &State, out: &mut Vec<Event>) {
         let audited = graph.spec.run.before_finalize.is_some() && state.ending().is_none();
         match state.finalize() {
             Finalize::Idle if audited => out.push(Event::FinalizeRequested(FinalizeRequested { outcome, aggregate })),
-            Finalize::Requested => {} // waiting for the hook's answer
+            // Waiting for the hook's answer, unless a cancel came meanwhile.
+            Finalize::Requested if state.ending().is_none() => {}
             _ => out.push(Event::RunFinished(RunFinished { outcome, aggregate })),
         }
     }

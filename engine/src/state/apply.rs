@@ -185,7 +185,8 @@ impl State {
             }
             Event::RunFinished(f) => {
                 check(self.is_quiescent() && self.all_done(), "run_finished while tasks are not terminal")?;
-                check(self.finalize != super::Finalize::Requested, "run_finished before the finalize hook answered")?;
+                let waiting = self.finalize == super::Finalize::Requested && self.ending.is_none();
+                check(!waiting, "run_finished before the finalize hook answered")?;
                 check(f.outcome == self.outcome(), "run_finished with another outcome than the state's")?;
                 self.run = RunPhase::Finished(f.outcome);
                 Ok(())

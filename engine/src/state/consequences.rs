@@ -193,8 +193,11 @@ impl State {
         }
         let held = group.held.is_some() && group.cancelled.is_none();
         if let Some(p) = self.g().group(g).parent {
-            // A wake hook still out may yet stop the parent: it is not done before it answers.
-            if self.hooks.get(&p).is_some_and(|q| !q.is_empty()) {
+            // A wake hook still out may yet stop the parent: it is not done before it
+            // answers — unless the parent or the run is being cancelled, which no answer
+            // can change (and a hook that hangs must not hold a cancel up).
+            let cancelling = group.cancelled.is_some() || self.ending.is_some();
+            if !cancelling && self.hooks.get(&p).is_some_and(|q| !q.is_empty()) {
                 return;
             }
             // Held: stuck until settled by hand (unless it is being cancelled).
