@@ -24,19 +24,23 @@ struct Endpoint {
     log: PathBuf,
     /// How the user named it, for messages.
     name: String,
+    /// It is the calling task's own run: only then is the caller a task of it (the
+    /// default parent, and who asks).
+    own: bool,
 }
 
 fn endpoint(cli: &Cli, target: &Target) -> Result<Endpoint, Failure> {
     if let Some(run) = &target.run {
         let resolved = Store::at(&cli.store).resolve(run)?;
         let dir = resolved.log.parent().map(PathBuf::from).unwrap_or_default();
-        return Ok(Endpoint { socket: dir.join(SOCKET_NAME), log: resolved.log, name: format!("run {run}") });
+        let own = resolved.id.is_some() && resolved.id == std::env::var("ORCH_RUN_ID").ok();
+        return Ok(Endpoint { socket: dir.join(SOCKET_NAME), log: resolved.log, name: format!("run {run}"), own });
     }
     match std::env::var_os("ORCH_SOCKET") {
         Some(socket) => {
             let socket = PathBuf::from(socket);
             let log = socket.parent().map(|d| d.join("log")).unwrap_or_default();
-            Ok(Endpoint { name: format!("the run at {}", socket.display()), socket, log })
+            Ok(Endpoint { name: format!("the run at {}", socket.display()), socket, log, own: true })
         }
         None => Err(Failure::Input(
             "which run? pass --run RUN (inside a task, ORCH_SOCKET names the task's own run)".into(),
@@ -44,9 +48,9 @@ fn endpoint(cli: &Cli, target: &Target) -> Result<Endpoint, Failure> {
     }
 }
 
-/// The calling task, when run inside one.
-fn caller() -> Option<String> {
-    std::env::var("ORCH_TASK_ID").ok().filter(|s| !s.is_empty())
+/// The calling task, when run inside one of `end`'s tasks.
+fn caller(end: &Endpoint) -> Option<String> {
+    std::env::var("ORCH_TASK_ID").ok().filter(|s| end.own && !s.is_empty())
 }
 
 /// Sends a change: the engine's acceptance, or exit code 2 with its reason.
@@ -115,7 +119,7 @@ fn create(cli: &Cli, a: &TaskCreateArgs) -> Result<ExitCode, Failure> {
         Some("P3") => Priority::P3,
         _ => Priority::P2,
     };
-    let parent = if a.root { None } else { a.parent.clone().or_else(caller) };
+    let parent = if a.root { None } else { a.parent.clone().or_else(|| caller(&end)) };
     let task = TaskSpec {
         id: a.id.clone(),
         title: a.title.clone(),
@@ -129,7 +133,7 @@ fn create(cli: &Cli, a: &TaskCreateArgs) -> Result<ExitCode, Failure> {
         retry: RetryPolicy { max_attempts: a.max_attempts.unwrap_or(1), ..RetryPolicy::default() },
         ..TaskSpec::default()
     };
-    let request = Request::Create { by: caller(), task: Box::new(task) };
+    let request = Request::Create { by: caller(&end), task: Box::new(task) };
     change(&end, &format!("task create {}", a.id), &request)?;
     if a.json {
         line(serde_json::json!({ "ok": true, "id": a.id }).to_string())?;
@@ -141,14 +145,14 @@ fn create(cli: &Cli, a: &TaskCreateArgs) -> Result<ExitCode, Failure> {
 
 fn update(cli: &Cli, a: &TaskUpdateArgs) -> Result<ExitCode, Failure> {
     let end = endpoint(cli, &a.target)?;
-    let Some(id) = a.id.clone().or_else(caller) else {
+    let Some(id) = a.id.clone().or_else(|| caller(&end)) else {
         return Err(Failure::Input("which task? name it (inside a task it defaults to ORCH_TASK_ID)".into()));
     };
     let status = UpdateStatus::parse(&a.status).ok_or_else(|| {
         let all: Vec<&str> = UpdateStatus::ALL.iter().map(|s| s.name()).collect();
         Failure::Input(format!("--status {:?}: expected one of {}", a.status, all.join(", ")))
     })?;
-    let request = Request::Update { by: caller(), task: id.clone(), status, note: a.note.clone() };
+    let request = Request::Update { by: caller(&end), task: id.clone(), status, note: a.note.clone() };
     change(&end, &format!("task update {id}"), &request)?;
     if a.json {
         line(serde_json::json!({ "ok": true, "id": id, "status": status.name() }).to_string())?;
@@ -174,8 +178,8 @@ fn list(cli: &Cli, a: &TaskListArgs) -> Result<ExitCode, Failure> {
         if let Some(mark) = r.get("mark").and_then(|m| m.as_str()) {
             status = format!("{status} ({mark})");
         }
-        if let Some([done, total]) = r.get("children").and_then(|c| c.as_array()).map(|c| [c[0].clone(), c[1].clone()])
-        {
+        let progress = r.get("children").and_then(|c| c.as_array()).and_then(|c| Some([c.first()?, c.get(1)?]));
+        if let Some([done, total]) = progress {
             if status.starts_with("delegated") || status.starts_with("stuck") {
                 status = format!("{status} ({done}/{total})");
             }
@@ -196,7 +200,7 @@ pub fn ctx(cli: &Cli, cmd: &CtxCmd) -> Result<ExitCode, Failure> {
     match cmd {
         CtxCmd::Set(a) | CtxCmd::Append(a) => {
             let end = endpoint(cli, &a.target)?;
-            let (by, key, value) = (caller(), a.key.clone(), a.value.clone());
+            let (by, key, value) = (caller(&end), a.key.clone(), a.value.clone());
             let (what, request) = match cmd {
                 CtxCmd::Set(_) => ("ctx set", Request::CtxSet { by, key, value }),
                 _ => ("ctx append", Request::CtxAppend { by, key, value }),

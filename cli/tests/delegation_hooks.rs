@@ -255,3 +255,17 @@ fn settling_the_last_open_task_is_answered_before_the_run_ends() {
     assert_eq!(finished(&r)["p"].1, Terminal::Succeeded, "the update was applied");
     assert!(update.status.success(), "{}", String::from_utf8_lossy(&update.stderr));
 }
+
+#[test]
+fn a_hook_that_leaves_a_background_process_behind_is_not_waited_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The hook answers and exits, but a process it started keeps its stdout open.
+    let spec =
+        "[run]\nbefore_finalize = \"sleep 3 2>/dev/null & echo accept\"\n[[task]]\nid = \"a\"\ncommand = \"true\"\n";
+    let (code, r) = run(tmp.path(), spec);
+    assert_eq!(code, 0);
+    let asked = seq_of(&r, "finalize_requested", |e| matches!(e, Event::FinalizeRequested(_)));
+    let answered = seq_of(&r, "hook_answered", |e| matches!(e, Event::HookAnswered(h) if h.verdict == Verdict::Accept));
+    // Recorded times: the answer came with the hook's exit, not with the sleep's.
+    assert!(r[answered].time_ms - r[asked].time_ms < 2_000, "answer waited for the background process");
+}

@@ -133,8 +133,11 @@ pub fn actions(record: &Record, state: &State, out: &mut Vec<Action>) {
         Event::RunDeadlineArmed(d) => out.push(Action::ArmTimer { key: TimerKey::RunDeadline, at_ms: d.at_ms }),
         Event::RequestAnswered(a) => out.push(Action::Reply { request: a.request, error: a.error.clone() }),
         Event::ParentWoken(w) => {
+            // The hook runs unless no answer could change anything any more: the run or
+            // the parent is being cancelled, or the parent is over (the wake is recorded
+            // all the same; nothing waits for such an answer).
             let graph = state.graph().expect("a parent was woken: the run has started");
-            if graph.task(&w.parent).is_some_and(|p| graph.task_spec(p).hook.is_some()) {
+            if graph.task(&w.parent).is_some_and(|p| graph.task_spec(p).hook.is_some() && state.hook_matters(p)) {
                 out.push(Action::RunHook { woken: w.clone() });
             }
         }

@@ -30,7 +30,7 @@ pub fn decide_into(state: &State, out: &mut Vec<Event>) {
     let id = |t: TaskIdx| graph.id(t).to_string();
 
     if state.deadline_pending {
-        let at_ms = state.now_ms() + graph.spec.run.timeout_ms.unwrap_or(0);
+        let at_ms = state.now_ms().saturating_add(graph.spec.run.timeout_ms.unwrap_or(0));
         out.push(Event::RunDeadlineArmed(RunDeadlineArmed { at_ms }));
         return;
     }
@@ -170,7 +170,7 @@ fn dispatch(state: &State, out: &mut Vec<Event>) {
         out.push(Event::AttemptDispatched(AttemptDispatched {
             task: graph.id(t).to_string(),
             attempt: state.task(t).attempts + 1,
-            deadline_ms: spec.timeout_ms.map(|ms| state.now_ms() + ms),
+            deadline_ms: spec.timeout_ms.map(|ms| state.now_ms().saturating_add(ms)),
         }));
         free -= 1;
         if free == 0 {
@@ -201,6 +201,12 @@ fn resolve_exit(state: &State, t: TaskIdx) -> Event {
             (Some(_), Some(ending)) => finished(Terminal::Cancelled, Some(ending.cause().to_string())),
             (None, _) => finished(Terminal::Succeeded, None),
         },
+        // A task that delegated while running, lost to an engine crash: its own work may
+        // well be done and its children run on — it waits for them (as if it had exited
+        // 0), rather than failing for the engine's crash.
+        AttemptOutcome::Lost if task.released && state.ending().is_none() => {
+            Event::TaskDelegated(TaskDelegated { task: id.clone() })
+        }
         AttemptOutcome::Cancelled(reason) => {
             let cause = match state.ending() {
                 Some(ending) => ending.cause().to_string(),
@@ -224,7 +230,7 @@ fn resolve_exit(state: &State, t: TaskIdx) -> Event {
                     task: id.clone(),
                     attempt: attempt + 1,
                     delay_ms,
-                    at_ms: state.now_ms() + delay_ms,
+                    at_ms: state.now_ms().saturating_add(delay_ms),
                 });
             }
             let terminal = if policy.max_attempts > 1 && !task.released {

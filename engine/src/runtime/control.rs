@@ -182,8 +182,19 @@ impl Listener {
         let inflight = Arc::new(AtomicUsize::new(0));
         let counter = inflight.clone();
         tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, tx.clone(), counter.clone()));
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        tokio::spawn(serve(stream, tx.clone(), counter.clone()));
+                    }
+                    // Out of descriptors, or a connection reset before it was taken: the
+                    // socket stays open for the next client (a live run must never look
+                    // dead to its children).
+                    Err(e) => {
+                        tracing::warn!(error = %e, "control socket: accept failed; retrying");
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                }
             }
         });
         Ok(Listener { path: path.to_path_buf(), inflight })

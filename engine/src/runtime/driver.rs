@@ -284,7 +284,9 @@ impl World for ProcessWorld {
             Action::ArmTimer { key, at_ms } => {
                 tracing::debug!(?key, at_ms = *at_ms, "timer armed");
                 let (tx, key) = (self.tx.clone(), key.clone());
-                let deadline = tokio::time::Instant::from_std(self.start + Duration::from_millis(*at_ms));
+                // A time beyond what the clock can hold never comes: no timer.
+                let Some(at) = self.start.checked_add(Duration::from_millis(*at_ms)) else { return Ok(None) };
+                let deadline = tokio::time::Instant::from_std(at);
                 tokio::spawn(async move {
                     tokio::time::sleep_until(deadline).await;
                     let _ = tx.send(Incoming::Timer(key));

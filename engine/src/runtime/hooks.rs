@@ -18,6 +18,9 @@ use crate::spec::Command;
 /// Most of a hook's stdout that is read (an answer is a line of JSON).
 const MAX_ANSWER: u64 = 1 << 20;
 
+/// How long the hook's stdout is still read after it exited.
+const DRAIN: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Which answers a hook may give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum HookKind {
@@ -77,6 +80,9 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
+        // Its own process group: a Ctrl-C at the terminal is orch's to turn into a
+        // cancel, not a signal that kills the hook and reads as its answer.
+        .process_group(0)
         .kill_on_drop(true);
     if let Some(cwd) = &call.cwd {
         cmd.current_dir(cwd);
@@ -89,10 +95,51 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
     let writer = tokio::spawn(async move {
         let _ = stdin.write_all(input.as_bytes()).await;
     });
+    // Read while waiting: the answer is what the hook wrote by the time it exited, plus
+    // a short drain — a background process it left behind may hold its stdout open
+    // forever, and must not hold the parent (or the run) up with it.
+    let mut stdout = child.stdout.take().expect("stdout was piped");
+    let (chunks_tx, mut chunks) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 8192];
+        let mut left = MAX_ANSWER as usize;
+        while left > 0 {
+            match stdout.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    let n = n.min(left);
+                    left -= n;
+                    if chunks_tx.send(buf[..n].to_vec()).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
     let mut out = Vec::new();
-    let stdout = child.stdout.take().expect("stdout was piped");
-    let _ = stdout.take(MAX_ANSWER).read_to_end(&mut out).await;
-    let status = child.wait().await.map_err(|e| format!("waiting for the hook: {e}"))?;
+    let status = loop {
+        tokio::select! {
+            chunk = chunks.recv(), if !chunks.is_closed() => {
+                // None: stdout closed; what is left is to wait for the exit.
+                if let Some(c) = chunk {
+                    out.extend(c);
+                }
+            }
+            status = child.wait() => break status.map_err(|e| format!("waiting for the hook: {e}"))?,
+        }
+    };
+    let drain = tokio::time::sleep(DRAIN);
+    tokio::pin!(drain);
+    loop {
+        tokio::select! {
+            chunk = chunks.recv() => match chunk {
+                Some(c) => out.extend(c),
+                None => break,
+            },
+            _ = &mut drain => break,
+        }
+    }
+    reader.abort();
     writer.abort();
     if !status.success() {
         return Err(format!("hook failed ({status})"));

@@ -165,8 +165,12 @@ pub fn resume(
             _ => None,
         })
         .collect();
+    let state = core.state();
+    let matters = |w: &&crate::record::ParentWoken| {
+        state.graph().and_then(|g| g.task(&w.parent)).is_some_and(|p| state.hook_matters(p))
+    };
     let woken: Vec<_> =
-        core.state().hooks_out().values().flatten().filter(|w| !pending_wakes.contains(w)).cloned().collect();
+        state.hooks_out().values().flatten().filter(|w| !pending_wakes.contains(w)).filter(matters).cloned().collect();
     for woken in woken {
         let _ = world.perform(&Action::RunHook { woken }, core.state());
     }

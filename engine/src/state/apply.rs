@@ -116,6 +116,11 @@ impl State {
             }
             Event::TaskDelegated(d) => {
                 let t = self.lookup(&d.task)?;
+                let lost = matches!(self.tasks[t as usize].phase, Phase::Exited { outcome: AttemptOutcome::Lost, .. });
+                check(
+                    !lost || self.tasks[t as usize].released,
+                    "task_delegated after a lost attempt that had not delegated",
+                )?;
                 self.transition(t, TaskEvent::Delegated)?;
                 self.exited.remove(&t);
                 self.to_delegate.remove(&t);

@@ -110,6 +110,8 @@ impl Phase {
             }
             (P::BackingOff { attempt }, E::BackoffElapsed { attempt: a }) if a == attempt => P::Ready,
             (P::Exited { outcome: AttemptOutcome::Succeeded, .. }, E::Delegated) => P::Delegated,
+            // Lost after it delegated (the scheduler checks it had released its slot).
+            (P::Exited { outcome: AttemptOutcome::Lost, .. }, E::Delegated) => P::Delegated,
             (P::Waiting | P::Ready, E::Delegated) => P::Delegated,
             (P::Waiting | P::Ready | P::BackingOff { .. } | P::Exited { .. } | P::Delegated, E::Finished(t)) => {
                 P::Done(t)

@@ -344,6 +344,14 @@ impl State {
         self.last_request
     }
 
+    /// Whether an answer of `p`'s wake hook can still change anything: the run is not
+    /// ending, and `p` is neither over nor cancelled with its children.
+    pub fn hook_matters(&self, p: TaskIdx) -> bool {
+        let Some(graph) = &self.graph else { return false };
+        let cancelled = graph.node(p).children.is_some_and(|g| self.groups[g as usize].cancelled.is_some());
+        self.ending.is_none() && !self.tasks[p as usize].phase.is_done() && !cancelled
+    }
+
     /// A delegated parent whose children are all done but one failed under a `hold`
     /// policy: it waits for someone to settle it.
     pub fn is_stuck(&self, t: TaskIdx) -> bool {

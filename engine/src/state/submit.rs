@@ -38,7 +38,10 @@ impl State {
         let last = parent_group_last_wave(graph, parent);
         // Joining the open implicit wave lets a task added from a shell start at once; a
         // declared wave is a barrier the user drew, and a closed one is over.
-        let join = last.filter(|&w| !graph.wave(w).declared && self.waves[w as usize].status != WaveStatus::Closed);
+        let join = last.filter(|&w| {
+            let ws = &self.waves[w as usize];
+            !graph.wave(w).declared && ws.status != WaveStatus::Closed && !ws.stopped
+        });
         // The state is the graph's only owner while a run is driven (the worlds read it
         // through the state), so this grows it in place rather than copying it.
         let placed = Arc::make_mut(graph).add_task(spec, parent, join);
@@ -118,8 +121,22 @@ impl State {
                 if let Phase::Done(state) = self.tasks[pt as usize].phase {
                     return Err(format!("parent {p:?} has already finished ({})", state.name()));
                 }
-                if self.groups_of(pt).is_some_and(|g| self.groups[g as usize].stopped.is_some()) {
-                    return Err(format!("parent {p:?} was stopped by its hook: it takes no new children"));
+                if let Phase::Running { kill: Some(_), .. } = self.tasks[pt as usize].phase {
+                    return Err(format!("parent {p:?} is being killed: it takes no new children"));
+                }
+                if let Some(g) = self.groups_of(pt).map(|g| &self.groups[g as usize]) {
+                    let why = if g.stopped.is_some() {
+                        Some("was stopped by its hook")
+                    } else if g.cancelled.is_some() {
+                        Some("is being cancelled")
+                    } else if g.skip_rest {
+                        Some("has failed (its later waves are skipped)")
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
+                        return Err(format!("parent {p:?} {why}: it takes no new children"));
+                    }
                 }
                 Some(pt)
             }

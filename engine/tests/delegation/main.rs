@@ -15,6 +15,10 @@ use orch_engine::recover::recover;
 use orch_engine::spec::{parse, Format};
 use orch_engine::state::{ContextValue, Phase};
 
+mod edges;
+mod placement;
+mod random_trees;
+
 /// A core driven by hand, keeping every record, with its own request numbering.
 struct Run {
     core: Core,
@@ -299,147 +303,5 @@ fn the_context_is_a_fold_of_its_updates() {
         orch_engine::view::context_json(run.core.state(), Some("found")),
         serde_json::json!(["item-0", "item-1", "item-2"])
     );
-    run.replays();
-}
-
-mod random_trees {
-    //! Random delegation trees under simulation: same seed, same log; the log re-decides
-    //! identically; and whatever the completion order, every submitted task is accepted
-    //! and ends in the same state after the same number of attempts.
-
-    use orch_engine::record::{Event, Record};
-    use orch_engine::sim::simulate;
-    use orch_engine::spec::{SimBehaviour, SimOutcome, Spec, TaskSpec, WaveFailure};
-    use proptest::prelude::*;
-
-    /// A node: its duration, whether its attempt fails, and its children.
-    #[derive(Debug, Clone)]
-    struct Node {
-        duration_ms: u64,
-        fails: bool,
-        children: Vec<Node>,
-    }
-
-    fn node() -> impl Strategy<Value = Node> {
-        let leaf = (1u64..30, proptest::bool::weighted(0.15)).prop_map(|(duration_ms, fails)| Node {
-            duration_ms,
-            fails,
-            children: Vec::new(),
-        });
-        leaf.prop_recursive(3, 24, 4, |inner| {
-            (1u64..30, proptest::collection::vec(inner, 0..4)).prop_map(|(duration_ms, children)| Node {
-                duration_ms,
-                fails: false,
-                children,
-            })
-        })
-    }
-
-    fn task(id: String, n: &Node) -> TaskSpec {
-        let creates = n.children.iter().enumerate().map(|(i, c)| task(format!("{id}.{i}"), c)).collect();
-        TaskSpec {
-            id,
-            // Failures fail the parent rather than hold it (nobody settles a simulated run).
-            on_child_failure: Some(WaveFailure::FailParent),
-            sim: Some(SimBehaviour {
-                duration_ms: n.duration_ms,
-                outcomes: if n.fails { vec![SimOutcome::Fail(1)] } else { Vec::new() },
-                creates,
-                create_every_ms: 2,
-                ..SimBehaviour::default()
-            }),
-            ..TaskSpec::default()
-        }
-    }
-
-    fn run(spec: &Spec, order_seed: u64) -> (Vec<Record>, orch_engine::state::State) {
-        let mut log = Vec::new();
-        let state = simulate(spec.clone(), order_seed, |rs: &[Record]| -> Result<(), std::io::Error> {
-            log.extend_from_slice(rs);
-            Ok(())
-        })
-        .expect("the simulation finishes");
-        (log, state)
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
-        #[test]
-        fn every_submitted_task_ends_the_same_whatever_the_order(
-            roots in proptest::collection::vec(node(), 1..4),
-            cap in 1u32..5,
-            seeds in (0u64..1000, 0u64..1000),
-        ) {
-            let mut spec = Spec::default();
-            spec.run.max_concurrency = Some(cap);
-            spec.tasks = roots.iter().enumerate().map(|(i, n)| task(format!("t{i}"), n)).collect();
-            let (log_a, state_a) = run(&spec, seeds.0);
-            let (log_b, _) = run(&spec, seeds.0);
-            prop_assert_eq!(&log_a, &log_b, "same spec and seed, same log");
-            prop_assert!(super::recover(&log_a).unwrap().pending.is_empty());
-            prop_assert!(state_a.tasks().iter().all(|t| t.phase.is_done()));
-            let submitted = log_a.iter().filter(|r| matches!(r.event, Event::TaskSubmitted(_))).count();
-            prop_assert_eq!(state_a.tasks().len(), roots.len() + submitted, "every submission was accepted");
-
-            let (_, state_c) = run(&spec, seeds.1);
-            // Tasks are numbered in the order their submissions arrive, which the order
-            // seed can change when parents submit side by side: compare by id.
-            let by_id = |s: &orch_engine::state::State| {
-                let g = s.graph().unwrap();
-                let mut v: Vec<(String, orch_engine::state::Phase, u32)> =
-                    (0..g.len() as u32).map(|t| (g.id(t).to_string(), s.task(t).phase, s.task(t).attempts)).collect();
-                v.sort_by(|a, b| a.0.cmp(&b.0));
-                v
-            };
-            prop_assert_eq!(by_id(&state_a), by_id(&state_c));
-        }
-    }
-}
-
-#[test]
-fn a_task_added_at_the_run_level_starts_at_once_but_waits_behind_a_declared_wave() {
-    // The run's children form one implicit wave, open while they run: a task added from
-    // a shell joins it and is dispatched in the same step.
-    let mut run = Run::start(PLANNER);
-    assert_eq!(run.submit(None, serde_json::json!({"id": "hotfix", "command": "x"})), Ok(()));
-    assert_eq!(run.dispatched(), ["planner", "hotfix"]);
-
-    // Declared waves are barriers the user drew: a run-level task goes after them.
-    let mut run = Run::start("[[task]]\nid = \"a\"\ncommand = \"x\"\n[[wave]]\ntasks = [\"a\"]\n");
-    assert_eq!(run.submit(None, serde_json::json!({"id": "later", "command": "x"})), Ok(()));
-    assert_eq!(run.dispatched(), ["a"]);
-    run.exit("a", 0);
-    assert_eq!(run.dispatched(), ["a", "later"]);
-    run.exit("later", 0);
-    assert!(run.core.state().is_finished());
-    run.replays();
-}
-
-#[test]
-fn a_cancel_does_not_wait_for_hooks_that_are_out() {
-    use orch_engine::record::CancelRequested;
-    let cancel = || Event::CancelRequested(CancelRequested { task: None, reason: "test".into() });
-    // A wake hook out (never answered): the cancel still ends the run.
-    let mut run = Run::start(
-        "[[task]]\nid = \"p\"\ncommand = \"x\"\nhook = \"judge\"\n[[task]]\nid = \"a\"\nparent = \"p\"\ncommand = \"x\"\n\
-         [[task]]\nid = \"b\"\nparent = \"p\"\ncommand = \"x\"\n[[wave]]\nparent = \"p\"\nwake = \"on_child_complete\"\n\
-         tasks = [\"a\", \"b\"]\n",
-    );
-    run.exit("p", 0);
-    run.exit("a", 0);
-    assert_eq!(run.core.state().hooks_out().len(), 1, "a's completion woke p, whose hook runs");
-    run.input(cancel());
-    run.exit("b", -1);
-    assert!(run.core.state().is_finished(), "finished without the hook's answer");
-    assert_eq!(run.phase("p"), Phase::Done(Terminal::Cancelled));
-    run.replays();
-
-    // The finalize hook out: a cancel ends the run too.
-    let mut run = Run::start("[run]\nbefore_finalize = \"audit\"\n[[task]]\nid = \"a\"\ncommand = \"x\"\n");
-    run.exit("a", 0);
-    assert_eq!(*run.core.state().finalize(), orch_engine::state::Finalize::Requested);
-    run.input(cancel());
-    assert!(run.core.state().is_finished());
-    assert_eq!(run.core.state().outcome(), orch_engine::record::RunOutcome::Cancelled);
     run.replays();
 }
