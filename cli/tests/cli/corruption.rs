@@ -1,0 +1,48 @@
+//! Corruption: a damaged log is named by segment, offset and seq by every command.
+
+use serde_json::Value;
+
+use super::{example, Out, Scratch};
+
+#[test]
+fn a_corrupted_log_is_named_by_segment_offset_and_seq() {
+    let s = Scratch::new();
+    s.orch(&["run", &example("retries.toml"), "--sim"]).code(1);
+    let id = s.run_ids().remove(0);
+    let segment = s.segment(&id);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let flipped = bytes.len() / 2;
+    bytes[flipped] ^= 0x01;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let check = |out: &Out| {
+        out.code(2).stderr_has("00000000000000000000.seg:");
+        // `…/00000000000000000000.seg:OFFSET: seq N: …`
+        let place = out.stderr.split("00000000000000000000.seg:").nth(1).unwrap();
+        let (offset, rest) = place.split_once(':').unwrap();
+        let offset: usize = offset.parse().unwrap_or_else(|_| panic!("no offset in {:?}", out.stderr));
+        assert!(offset <= flipped, "the damaged record starts after the flipped byte: {}", out.stderr);
+        let seq = rest.trim_start().strip_prefix("seq ").and_then(|r| r.split(':').next()).unwrap();
+        assert!(seq.parse::<u64>().is_ok(), "no seq in {:?}", out.stderr);
+        assert!(out.stdout.is_empty() || out.args.starts_with("log"), "stdout: {}", out.stdout);
+    };
+    check(&s.orch(&["verify", &id]));
+    check(&s.orch(&["verify", &id, "--json"]));
+    check(&s.orch(&["replay", &id]));
+    check(&s.orch(&["replay", &id, "--at", "2"]));
+    check(&s.orch(&["show", &id]));
+    // `orch log` prints the good prefix, then reports the damage.
+    let log = s.orch(&["log", &id, "--text"]);
+    check(&log);
+    assert!(log.stdout.starts_with("     0 "), "{}", log.stdout);
+
+    // `ls` still lists every run; the damaged one is marked, the reason on stderr.
+    let ls = s.orch(&["ls"]);
+    ls.code(0).stderr_has("00000000000000000000.seg:");
+    let row = ls.stdout.lines().find(|l| l.starts_with(&id)).unwrap();
+    assert!(row.contains("unreadable"), "{row}");
+    let json = s.orch(&["ls", "--json"]);
+    let v: Value = serde_json::from_str(json.code(0).stdout.trim()).unwrap();
+    assert_eq!(v[0]["outcome"], "unreadable");
+    assert!(v[0]["error"].as_str().unwrap().contains(".seg:"));
+}

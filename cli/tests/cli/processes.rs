@@ -1,0 +1,180 @@
+//! Real processes: timeouts, Ctrl-C, environment, concurrency.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::{kind, poll, process_gone, u, Reap, Scratch};
+
+#[test]
+fn a_timeout_kills_the_whole_group_at_the_recorded_deadline() {
+    let s = Scratch::new();
+    // The task's shell starts a grandchild and waits: the kill must reach both.
+    let spec = s.write(
+        "timeout.toml",
+        r#"
+[[task]]
+id = "slow"
+command = ["sh", "-c", "sleep 30 & echo $! > grandchild.pid; wait"]
+timeout_ms = 300
+"#,
+    );
+    let v = s.orch(&["run", &spec, "--kill-grace-ms", "5000", "--json"]).code(1).json();
+    assert_eq!(v["states"]["timed_out"], 1);
+    assert_eq!(v["timeouts"], 1);
+
+    let records = s.records("latest");
+    let find =
+        |k: &str| records.iter().find(|r| kind(r) == k && r["task"] == "slow").unwrap_or_else(|| panic!("no {k}"));
+    let dispatched = find("attempt_dispatched");
+    let deadline = u(&dispatched["deadline_ms"]);
+    assert_eq!(deadline, u(&dispatched["time_ms"]) + 300);
+    let kill = find("attempt_kill_requested");
+    assert_eq!(kill["reason"], "timeout");
+    assert!(u(&kill["time_ms"]) >= deadline);
+    let exited = find("attempt_exited");
+    let exit_ms = u(&exited["time_ms"]);
+    assert!(exit_ms >= deadline, "exited at {exit_ms} ms, before the deadline {deadline} ms");
+    // SIGTERM did it, well within the 5 s grace period (and long before the 30 s sleep).
+    assert!(exit_ms < deadline + 2500, "exited at {exit_ms} ms, deadline {deadline} ms");
+    assert_eq!(exited["status"]["signal"], 15);
+    let finished = find("task_finished");
+    assert_eq!(finished["state"], "timed_out");
+
+    let pid: u32 = std::fs::read_to_string(s.path().join("grandchild.pid")).unwrap().trim().parse().unwrap();
+    poll("the grandchild to die", Duration::from_secs(5), || process_gone(pid).then_some(()));
+    s.orch(&["replay", "latest"]).code(0).stdout_has("replay ok");
+}
+
+#[test]
+fn ctrl_c_cancels_kills_the_groups_and_leaves_a_verified_log() {
+    let s = Scratch::new();
+    // `a` and `b` exec the sleep (their pid is the sleep's); `c` runs it as a grandchild.
+    let spec = s.write(
+        "long.toml",
+        r#"
+[[task]]
+id = "a"
+command = ["sh", "-c", "echo $$ > pid.a.tmp && mv pid.a.tmp pid.a && exec sleep 30"]
+
+[[task]]
+id = "b"
+command = ["sh", "-c", "echo $$ > pid.b.tmp && mv pid.b.tmp pid.b && exec sleep 30"]
+
+[[task]]
+id = "c"
+command = ["sh", "-c", "sleep 30 & echo $! > pid.c.tmp && mv pid.c.tmp pid.c; wait"]
+"#,
+    );
+    let child = s
+        .command(&["run", &spec, "-j", "3", "--kill-grace-ms", "1000"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Reap(child);
+    let orch_pid = child.0.id();
+
+    // Wait until the log shows the three attempts dispatched and the children are up.
+    poll("three dispatched attempts", Duration::from_secs(10), || {
+        let out = s.orch(&["log", "latest"]);
+        let n = out.stdout.lines().filter(|l| l.contains("\"kind\":\"attempt_dispatched\"")).count();
+        (n == 3).then_some(())
+    });
+    let pids: Vec<u32> = poll("the children's pid files", Duration::from_secs(10), || {
+        ["a", "b", "c"]
+            .iter()
+            .map(|t| std::fs::read_to_string(s.path().join(format!("pid.{t}"))).ok()?.trim().parse().ok())
+            .collect()
+    });
+
+    let kill = Command::new("kill").args(["-INT", &orch_pid.to_string()]).status().unwrap();
+    assert!(kill.success());
+    let status = poll("orch to exit", Duration::from_secs(10), || child.0.try_wait().unwrap());
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.0.stdout.take().unwrap(), &mut stdout).unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("run cancelled: 3 tasks (3 cancelled)"), "{stdout}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let records = s.records("latest");
+    let last = records.last().unwrap();
+    assert_eq!(kind(last), "run_finished");
+    assert_eq!(last["outcome"], "cancelled");
+    assert!(records.iter().any(|r| kind(r) == "cancel_requested"));
+    s.orch(&["verify", "latest"]).code(0).stdout_has("ok: ");
+    s.orch(&["replay", "latest"]).code(0).stdout_has("replay ok");
+
+    for pid in pids {
+        poll(&format!("sleep {pid} to die"), Duration::from_secs(5), || process_gone(pid).then_some(()));
+    }
+}
+
+#[test]
+fn children_get_the_orch_environment() {
+    let s = Scratch::new();
+    std::fs::create_dir(s.path().join("sub")).unwrap();
+    // Runs in its own cwd (so ORCH_STORE must be absolute to be useful), and fails its
+    // first attempt so the second shows ORCH_ATTEMPT counting.
+    let spec = s.write(
+        "env.toml",
+        r#"
+[[task]]
+id = "env-task"
+cwd = "sub"
+command = ["sh", "-c", "printf '%s\n' \"$ORCH_RUN_ID\" \"$ORCH_TASK_ID\" \"$ORCH_ATTEMPT\" \"$ORCH_STORE\" >> env.out; [ \"$ORCH_ATTEMPT\" = 2 ]"]
+retry = { max_attempts = 2, base_ms = 10 }
+"#,
+    );
+    let v = s.orch(&["run", &spec, "--json"]).code(0).json();
+    let run = v["run"].as_str().unwrap();
+    assert_eq!(v["attempts"], 2);
+    let written = std::fs::read_to_string(s.path().join("sub/env.out")).unwrap();
+    let lines: Vec<&str> = written.lines().collect();
+    assert_eq!(lines.len(), 8, "{written}");
+    let store = s.path().join(".orch");
+    for (attempt, chunk) in lines.chunks(4).enumerate() {
+        assert_eq!(chunk[0], run);
+        assert_eq!(chunk[1], "env-task");
+        assert_eq!(chunk[2], (attempt + 1).to_string());
+        let given = Path::new(chunk[3]);
+        assert!(given.is_absolute(), "ORCH_STORE is relative: {given:?}");
+        assert_eq!(given.canonicalize().unwrap(), store.canonicalize().unwrap());
+    }
+}
+
+#[test]
+fn the_concurrency_cap_holds_and_the_recorded_times_show_the_speedup() {
+    let s = Scratch::new();
+    let spec: String =
+        (1..=6).map(|i| format!("[[task]]\nid = \"t{i}\"\ncommand = \"sleep 0.2\"\n\n")).collect::<Vec<_>>().concat();
+    let spec = s.write("par.toml", &spec);
+    let v = s.orch(&["run", &spec, "-j", "2", "--json"]).code(0).json();
+    assert_eq!(v["states"]["succeeded"], 6);
+
+    let records = s.records("latest");
+    let (mut running, mut peak, mut busy_ms) = (0i64, 0i64, 0u64);
+    for r in &records {
+        match kind(r) {
+            "attempt_dispatched" => running += 1,
+            "attempt_exited" => {
+                running -= 1;
+                busy_ms += u(&r["duration_ms"]);
+            }
+            _ => {}
+        }
+        peak = peak.max(running);
+    }
+    // Never more than the cap, and the cap was used: a serial run would peak at 1.
+    assert_eq!(peak, 2, "peak concurrency from the recorded dispatch/exit records");
+    let last = records.last().unwrap();
+    assert_eq!(kind(last), "run_finished");
+    let wall_ms = u(&last["time_ms"]);
+    assert!(busy_ms >= 6 * 200, "attempts took {busy_ms} ms in all");
+    assert!(busy_ms * 10 >= wall_ms * 15, "speedup {busy_ms} ms / {wall_ms} ms is below 1.5");
+    assert_eq!(u(&v["attempt_ms"]), busy_ms);
+    assert_eq!(u(&v["wall_ms"]), wall_ms);
+}

@@ -1,0 +1,94 @@
+//! Reading commands: `log`, `ls`, `show`, `replay` (and `--at`), a closed pipe.
+
+use std::process::Stdio;
+
+use serde_json::Value;
+
+use super::{example, kind, u, Scratch, TWO_TASKS};
+
+#[test]
+fn reading_commands_print_text_and_json() {
+    let s = Scratch::new();
+    let out = s.orch(&["ls"]);
+    out.code(0).stdout_has("no runs in");
+    assert_eq!(s.orch(&["ls", "--json"]).code(0).json(), Value::Array(vec![]));
+
+    s.orch(&["run", &example("retries.toml"), "--sim"]).code(1);
+    let id = &s.run_ids()[0];
+
+    let text = s.orch(&["log", "latest", "--text"]);
+    text.code(0);
+    let lines: Vec<&str> = text.stdout.lines().collect();
+    assert!(lines.len() > 10);
+    for (seq, l) in lines.iter().enumerate() {
+        let first = l.split_whitespace().next().unwrap();
+        assert_eq!(first, seq.to_string(), "line {seq} does not start with its seq: {l}");
+    }
+    assert!(lines[0].contains("run_started"), "{}", lines[0]);
+    assert!(lines.last().unwrap().contains("run_finished outcome=failed"), "{}", lines.last().unwrap());
+
+    let records = s.records("latest");
+    assert_eq!(records.len(), lines.len());
+    for (seq, r) in records.iter().enumerate() {
+        assert_eq!(u(&r["seq"]), seq as u64);
+    }
+    let from = s.orch(&["log", "latest", "--from", "5"]);
+    assert_eq!(from.code(0).stdout.lines().count(), records.len() - 5);
+
+    let ls = s.orch(&["ls", "--json"]).code(0).json();
+    assert_eq!(ls[0]["run"], id.as_str());
+    assert_eq!(ls[0]["outcome"], "failed");
+    assert_eq!(ls[0]["tasks"], 4);
+    s.orch(&["ls"]).code(0).stdout_has(id).stdout_has("failed");
+
+    let show = s.orch(&["show", "latest", "--json"]).code(0).json();
+    assert_eq!(show["outcome"], "failed");
+    let detail = show["tasks_detail"].as_array().unwrap();
+    let states: Vec<(&str, &str)> =
+        detail.iter().map(|t| (t["task"].as_str().unwrap(), t["state"].as_str().unwrap())).collect();
+    assert_eq!(
+        states,
+        [("download", "succeeded"), ("import", "succeeded"), ("publish", "exhausted"), ("announce", "blocked")]
+    );
+    s.orch(&["show", "latest"]).code(0).stdout_has("publish").stdout_has("exhausted");
+}
+
+#[test]
+fn replay_of_a_good_run_succeeds_and_at_explains_the_state() {
+    let s = Scratch::new();
+    let spec = s.write("ok.toml", TWO_TASKS);
+    let run = s.orch(&["run", &spec, "--json"]).code(0).json();
+    let out = s.orch(&["replay", "latest"]);
+    out.code(0).stdout_has("replay ok: ").stdout_has("run succeeded: 2 tasks");
+    out.stdout_has(&format!("log digest {}", run["log_digest"].as_str().unwrap()));
+
+    let v = s.orch(&["replay", "latest", "--json"]).code(0).json();
+    assert_eq!(v["replay"], "ok");
+    assert_eq!(v["log_digest"], run["log_digest"]);
+
+    // Right after `a` was dispatched: `a` runs, `b` waits for it.
+    let records = s.records("latest");
+    let seq = records.iter().position(|r| kind(r) == "attempt_dispatched").unwrap();
+    let at = s.orch(&["replay", "latest", "--at", &seq.to_string()]);
+    at.code(0).stdout_has(&format!("at seq {seq}")).stdout_has("running (1):\n  a attempt 1").stdout_has("b [");
+    let snap = s.orch(&["replay", "latest", "--at", &seq.to_string(), "--json"]).code(0).json();
+    assert_eq!(snap["running"][0]["task"], "a");
+    assert_eq!(snap["waiting"][0]["task"], "b");
+    assert!(snap["waiting"][0]["reason"].as_str().unwrap().contains("after a"), "{snap}");
+
+    s.orch(&["replay", "latest", "--at", "9999"]).code(2).stderr_has("--at 9999");
+}
+
+#[test]
+fn log_into_a_closed_pipe_exits_cleanly() {
+    let s = Scratch::new();
+    s.orch(&["run", &example("retries.toml"), "--sim"]).code(1);
+    // The reading end is closed before orch writes its first line: the write fails with
+    // EPIPE, which must be a quiet exit 0, not an error or a panic.
+    let mut child = s.command(&["log", "latest"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(stderr.is_empty(), "stderr: {stderr}");
+}
