@@ -50,7 +50,7 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// take a *shared* lock on `LOCK` for an instant, and an exclusive try-lock fails
 /// meanwhile: resume used to refuse with "already open for writing by another writer
 /// (pid N)", N being the dead engine (1 crash-harness trial in 1,000, where an orphaned
-/// child runs `orch log`; reproduced by `cli/tests/crash.rs`
+/// child runs `orch log`; reproduced by `cli/tests/crash/writer_lock.rs`
 /// `a_reader_probing_the_lock_does_not_make_resume_refuse`). A live writer holds the
 /// lock for good and is still refused, after the wait.
 fn open_writer(log: &Path, options: Options) -> Result<(Writer, orch_log_format::Recovery), orch_log_format::Error> {
