@@ -19,7 +19,7 @@ use crate::timeline::Timeline;
 /// The rollups of one run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Rollup {
-    /// Tasks in the run's spec.
+    /// Tasks in the run: the spec's and those created at run time.
     pub tasks: u64,
     pub busy_ms: u64,
     pub peak_concurrency: u32,
