@@ -39,6 +39,8 @@ impl Durability {
     /// takes a core from the children for ~0.2 ms), short enough that a power loss
     /// costs at most a few milliseconds of records.
     pub const DEFAULT_BATCH_INTERVAL: Duration = Duration::from_millis(5);
+    /// The longest interval `batch:MS` takes: a power loss may cost up to this much.
+    pub const MAX_BATCH_INTERVAL_MS: u64 = 10_000;
 }
 
 impl Default for Durability {
@@ -54,7 +56,23 @@ impl std::str::FromStr for Durability {
             "always" => Ok(Durability::Always),
             "batch" => Ok(Durability::default()),
             "never" => Ok(Durability::Never),
-            other => Err(Error::InvalidOption(format!("durability must be always, batch or never, not {other:?}"))),
+            other => match other.strip_prefix("batch:") {
+                Some(ms) => {
+                    let ms = ms.strip_suffix("ms").unwrap_or(ms);
+                    match ms.parse::<u64>() {
+                        Ok(ms @ 1..=Self::MAX_BATCH_INTERVAL_MS) => {
+                            Ok(Durability::Batch { interval: Duration::from_millis(ms) })
+                        }
+                        _ => Err(Error::InvalidOption(format!(
+                            "the batch interval must be 1 to {} milliseconds (batch:10ms), not {other:?}",
+                            Self::MAX_BATCH_INTERVAL_MS
+                        ))),
+                    }
+                }
+                None => Err(Error::InvalidOption(format!(
+                    "durability must be always, batch, batch:MS or never, not {other:?}"
+                ))),
+            },
         }
     }
 }

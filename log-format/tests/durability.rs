@@ -55,6 +55,14 @@ fn durability_parses_from_its_cli_spelling() {
     let err = "sometimes".parse::<Durability>().unwrap_err();
     assert!(matches!(err, Error::InvalidOption(_)), "{err}");
     assert!(matches!(Durability::default(), Durability::Batch { .. }), "group commit is the default");
+    let ms = |ms| Durability::Batch { interval: std::time::Duration::from_millis(ms) };
+    assert_eq!("batch:10".parse::<Durability>().unwrap(), ms(10));
+    assert_eq!("batch:10ms".parse::<Durability>().unwrap(), ms(10));
+    assert_eq!("batch:10000".parse::<Durability>().unwrap(), ms(10_000));
+    for bad in ["batch:", "batch:0", "batch:10001", "batch:-1", "batch:1s", "batch:ten"] {
+        let err = bad.parse::<Durability>().unwrap_err();
+        assert!(err.to_string().contains("1 to 10000 milliseconds"), "{bad}: {err}");
+    }
 }
 
 #[test]

@@ -65,6 +65,7 @@ fn stages<'a>(
     };
     let spec: std::rc::Rc<Spec> = std::rc::Rc::new(serde_json::from_str(&spec_json).expect("spec"));
     let spec_to_clone = spec.clone();
+    let (json_a, json_b) = (spec_json.clone(), spec_json.clone());
     vec![
         (
             "blake3_raw",
@@ -79,6 +80,16 @@ fn stages<'a>(
         ("verify", Box::new(move || orch_log_format::verify(dir).expect("verify").records)),
         ("decode", Box::new(move || read_records(dir).expect("read").len() as u64)),
         ("fold", Box::new(move || State::fold(records).expect("fold").records_applied())),
+        (
+            // The fold without the state's drop (leaked: only for a few runs).
+            "fold_keep",
+            Box::new(move || {
+                let state = State::fold(records).expect("fold");
+                let n = state.records_applied();
+                std::mem::forget(state);
+                n
+            }),
+        ),
         ("redecide", Box::new(move || orch_replay::redecide(records).expect("redecide").state.records_applied())),
         (
             "diff",
@@ -96,6 +107,41 @@ fn stages<'a>(
                 orch_engine::graph::Graph::compile(Spec::clone(&spec), "readrate").expect("valid").len() as u64
             }),
         ),
+        ("spec_ignored", {
+            let j = json_a;
+            Box::new(move || {
+                serde_json::from_str::<serde::de::IgnoredAny>(&j).expect("json");
+                0
+            })
+        }),
+        ("spec_lean", {
+            let j = json_b;
+            Box::new(move || {
+                #[derive(serde::Deserialize)]
+                struct T<'a> {
+                    #[serde(borrow)]
+                    id: &'a str,
+                    #[serde(default, borrow)]
+                    after: Vec<&'a str>,
+                    #[serde(default)]
+                    command: Option<serde::de::IgnoredAny>,
+                    #[serde(default)]
+                    sim: Option<serde::de::IgnoredAny>,
+                }
+                #[derive(serde::Deserialize)]
+                struct S<'a> {
+                    #[serde(borrow, rename = "task")]
+                    tasks: Vec<T<'a>>,
+                    #[allow(dead_code)]
+                    run: serde::de::IgnoredAny,
+                    #[allow(dead_code)]
+                    #[serde(default, rename = "wave")]
+                    waves: Option<serde::de::IgnoredAny>,
+                }
+                let s: S = serde_json::from_str(&j).expect("json");
+                s.tasks.iter().map(|t| t.id.len() + t.after.len()).sum::<usize>() as u64
+            })
+        }),
         ("spec_clone", Box::new(move || Spec::clone(&spec_to_clone).tasks.len() as u64)),
         ("fold_log", Box::new(move || fold_log(dir, None).expect("fold").1)),
         ("timeline", Box::new(move || Timeline::of_state(folded, records).attempts.len() as u64)),

@@ -29,7 +29,8 @@ fn bad_arguments_exit_2() {
     s.orch(&["run", &spec, "--durability", "sometimes"])
         .code(2)
         .stderr_has("--durability")
-        .stderr_has("always, batch or never");
+        .stderr_has("always, batch, batch:MS or never");
+    s.orch(&["run", &spec, "--durability", "batch:0"]).code(2).stderr_has("1 to 10000 milliseconds");
     // Flags are checked before the file is read.
     s.orch(&["run", "no-such.toml", "--durability", "sometimes"]).code(2).stderr_has("--durability");
     s.orch(&["run", &spec, "-j", "0"]).code(2).stderr_has("--max-concurrency");

@@ -12,18 +12,25 @@ use crate::spec::{Cancellation, Downstream, WakePolicy, WaveFailure};
 impl State {
     /// A task reaches its terminal state; everything that depends on it learns.
     pub(super) fn finish(&mut self, t: TaskIdx, state: Terminal) -> Result<(), ApplyError> {
-        let was_delegated = self.tasks[t as usize].phase == Phase::Delegated;
+        let was = self.tasks[t as usize].phase;
         self.transition(t, TaskEvent::Finished(state))?;
         self.exited.remove(&t);
         self.doomed.remove(&t);
         self.parents_done.remove(&t);
         self.to_delegate.remove(&t);
-        self.ready.remove(&self.ready_key(t));
+        // Only a ready task is in the ready set (most tasks finish from `exited`: the
+        // search would be a wasted walk down a large tree).
+        if was == Phase::Ready {
+            self.ready.remove(&self.ready_key(t));
+        }
+        debug_assert!(!self.ready.contains(&self.ready_key(t)), "only ready tasks are in the ready set");
         self.terminal += 1;
 
         let graph = self.g().clone();
         let node = graph.node(t);
-        let id = graph.id(t);
+        // Looked up only where a message needs it: the id sits in the spec, a cache miss
+        // per finished task that the common path (a success nobody waits to hear of) skips.
+        let id = || graph.id(t);
         let wave_idx = node.wave;
         let wave = graph.wave(wave_idx);
 
@@ -41,13 +48,13 @@ impl State {
                 let group = &mut self.groups[wave.group as usize];
                 let on_its_own = group.cancelled.is_none() && group.stopped.is_none();
                 if on_its_own && self.tasks[p as usize].phase != Phase::Done(Terminal::Cancelled) {
-                    group.held.get_or_insert(format!("{id} cancelled"));
+                    group.held.get_or_insert(format!("{} cancelled", id()));
                 }
             }
         }
         if state.is_failure() {
             self.waves[wave_idx as usize].failures += 1;
-            let cause = format!("{id} {}", state.name());
+            let cause = format!("{} {}", id(), state.name());
             let group = &mut self.groups[wave.group as usize];
             match wave.on_failure {
                 WaveFailure::WarnAndContinue => group.warnings += 1,
@@ -67,7 +74,7 @@ impl State {
                     group.failed.get_or_insert(cause);
                     if !self.waves[wave_idx as usize].stopped {
                         self.waves[wave_idx as usize].stopped = true;
-                        let why = format!("wave stopped: {id} {}", state.name());
+                        let why = format!("wave stopped: {} {}", id(), state.name());
                         for &s in &wave.tasks {
                             if matches!(self.tasks[s as usize].phase, Phase::Waiting | Phase::Ready) {
                                 self.doom(s, Terminal::Skipped, &why);
@@ -83,7 +90,7 @@ impl State {
             self.wakes.push_back(ParentWoken {
                 parent: graph.id(parent).to_string(),
                 wave: wave.ordinal,
-                child: Some(id.to_string()),
+                child: Some(id().to_string()),
             });
         }
         self.groups[wave.group as usize].remaining -= 1;
@@ -102,15 +109,15 @@ impl State {
                     self.make_ready(d);
                 }
             } else if matches!(self.tasks[d as usize].phase, Phase::Waiting | Phase::Ready) {
-                self.doom(d, Terminal::Blocked, &format!("blocked by {id} ({})", state.name()));
+                self.doom(d, Terminal::Blocked, &format!("blocked by {} ({})", id(), state.name()));
             }
         }
 
         // Children that never got to start follow their parent.
-        if let (Some(g), false) = (node.children, was_delegated) {
+        if let (Some(g), false) = (node.children, was == Phase::Delegated) {
             let (child_state, why) = match state {
-                Terminal::Cancelled => (Terminal::Cancelled, format!("parent {id} cancelled")),
-                _ => (Terminal::Skipped, format!("parent {id} {}", state.name())),
+                Terminal::Cancelled => (Terminal::Cancelled, format!("parent {} cancelled", id())),
+                _ => (Terminal::Skipped, format!("parent {} {}", id(), state.name())),
             };
             for &c in &graph.group(g).tasks {
                 if matches!(self.tasks[c as usize].phase, Phase::Waiting | Phase::Ready) {
