@@ -10,7 +10,7 @@ use orch_engine::journal::read_records;
 use orch_engine::record::UpdateStatus;
 use orch_engine::runtime::control::{self, ClientError, Request, Response, SOCKET_NAME};
 use orch_engine::runtime::Store;
-use orch_engine::spec::{Command, Priority, RetryPolicy, TaskSpec};
+use orch_engine::spec::{Command, Priority, RetryPolicy, TaskMore, TaskSpec};
 use orch_engine::state::State;
 use orch_engine::view::{self, TaskRow};
 
@@ -120,19 +120,23 @@ fn create(cli: &Cli, a: &TaskCreateArgs) -> Result<ExitCode, Failure> {
         _ => Priority::P2,
     };
     let parent = if a.root { None } else { a.parent.clone().or_else(|| caller(&end)) };
-    let task = TaskSpec {
+    let mut task = TaskSpec {
         id: a.id.clone(),
-        title: a.title.clone(),
         command,
-        env,
-        cwd: a.cwd.clone(),
         after: a.blocked_by.clone(),
         parent,
         priority,
-        timeout_ms: a.timeout_ms,
-        retry: RetryPolicy { max_attempts: a.max_attempts.unwrap_or(1), ..RetryPolicy::default() },
+        more: Some(Box::new(TaskMore {
+            title: a.title.clone(),
+            env,
+            cwd: a.cwd.clone(),
+            timeout_ms: a.timeout_ms,
+            retry: RetryPolicy { max_attempts: a.max_attempts.unwrap_or(1), ..RetryPolicy::default() },
+            ..TaskMore::default()
+        })),
         ..TaskSpec::default()
     };
+    task.normalize();
     let request = Request::Create { by: caller(&end), task: Box::new(task) };
     change(&end, &format!("task create {}", a.id), &request)?;
     if a.json {

@@ -137,7 +137,8 @@ pub fn actions(record: &Record, state: &State, out: &mut Vec<Action>) {
             // the parent is being cancelled, or the parent is over (the wake is recorded
             // all the same; nothing waits for such an answer).
             let graph = state.graph().expect("a parent was woken: the run has started");
-            if graph.task(&w.parent).is_some_and(|p| graph.task_spec(p).hook.is_some() && state.hook_matters(p)) {
+            if graph.task(&w.parent).is_some_and(|p| graph.task_spec(p).more().hook.is_some() && state.hook_matters(p))
+            {
                 out.push(Action::RunHook { woken: w.clone() });
             }
         }

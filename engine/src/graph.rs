@@ -155,8 +155,8 @@ impl Graph {
                     ordinal: 0,
                     tasks: group.tasks.clone(),
                     cap: None,
-                    on_failure: parent.and_then(|p| p.on_child_failure).unwrap_or_default(),
-                    wake: parent.and_then(|p| p.wake_policy).unwrap_or_default(),
+                    on_failure: parent.and_then(|p| p.more().on_child_failure).unwrap_or_default(),
+                    wake: parent.and_then(|p| p.more().wake_policy).unwrap_or_default(),
                     declared: false,
                 });
             }

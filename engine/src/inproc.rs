@@ -12,13 +12,11 @@
 //!
 //! // The structure: `count` runs after `fetch`, with one retry.
 //! let mut spec = Spec::default();
-//! spec.tasks.push(TaskSpec { id: "fetch".into(), ..Default::default() });
-//! spec.tasks.push(TaskSpec {
-//!     id: "count".into(),
-//!     after: vec!["fetch".into()],
-//!     retry: RetryPolicy { max_attempts: 2, ..Default::default() },
-//!     ..Default::default()
-//! });
+//! spec.tasks.push(TaskSpec::new("fetch"));
+//! let mut count = TaskSpec::new("count");
+//! count.after = vec!["fetch".into()];
+//! count.more_mut().retry = RetryPolicy { max_attempts: 2, ..Default::default() };
+//! spec.tasks.push(count);
 //!
 //! let dir = tempfile::tempdir().unwrap();
 //! let state = InProcess::new()

@@ -170,7 +170,7 @@ fn dispatch(state: &State, out: &mut Vec<Event>) {
         out.push(Event::AttemptDispatched(AttemptDispatched {
             task: graph.id(t).to_string(),
             attempt: state.task(t).attempts + 1,
-            deadline_ms: spec.timeout_ms.map(|ms| state.now_ms().saturating_add(ms)),
+            deadline_ms: spec.more().timeout_ms.map(|ms| state.now_ms().saturating_add(ms)),
         }));
         free -= 1;
         if free == 0 {
@@ -219,7 +219,7 @@ fn resolve_exit(state: &State, t: TaskIdx) -> Event {
             finished(Terminal::Cancelled, Some(cause))
         }
         AttemptOutcome::Failed(_) | AttemptOutcome::TimedOut | AttemptOutcome::Lost => {
-            let policy = &spec.retry;
+            let policy = &spec.more().retry;
             // Lost attempts (the engine died under them) may be left uncounted.
             let uncounted = if graph.spec.run.lost_attempts_count { 0 } else { task.lost };
             // A task that delegated while running is not retried: its children already run.
@@ -243,7 +243,7 @@ fn resolve_exit(state: &State, t: TaskIdx) -> Event {
             let cause = match outcome {
                 AttemptOutcome::Failed(ExitStatus::Code(c)) => format!("exit code {c}"),
                 AttemptOutcome::Failed(ExitStatus::Signal(s)) => format!("killed by signal {s}"),
-                AttemptOutcome::TimedOut => format!("timed out after {} ms", spec.timeout_ms.unwrap_or(0)),
+                AttemptOutcome::TimedOut => format!("timed out after {} ms", spec.more().timeout_ms.unwrap_or(0)),
                 _ => "lost when the engine stopped".to_string(),
             };
             let cause = if task.released {

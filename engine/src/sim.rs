@@ -143,7 +143,7 @@ impl World for SimWorld {
         match action {
             Action::Spawn { task, attempt } => {
                 let slot = self.slot(state, task);
-                let behaviour = match &graph_of(state).task_spec(slot as u32).sim {
+                let behaviour = match graph_of(state).task_spec(slot as u32).sim.as_deref() {
                     Some(b) => std::borrow::Cow::Borrowed(b),
                     None => std::borrow::Cow::Owned(SimBehaviour::default()),
                 };

@@ -86,9 +86,9 @@ fn retries_example_reads_as_documented() {
     let spec = load("retries.toml");
     assert_eq!(spec.run.seed, 42);
     let download = &spec.tasks[0];
-    assert_eq!(download.retry.max_attempts, 4);
-    assert_eq!(download.retry.backoff, Backoff::Exponential);
-    assert_eq!(download.retry.jitter, Jitter::Seeded);
+    assert_eq!(download.more().retry.max_attempts, 4);
+    assert_eq!(download.more().retry.backoff, Backoff::Exponential);
+    assert_eq!(download.more().retry.jitter, Jitter::Seeded);
     let sim = download.sim.as_ref().unwrap_or_else(|| panic!("download has a sim table"));
     assert_eq!(sim.outcomes, [SimOutcome::Fail(7), SimOutcome::Hang, SimOutcome::Succeed]);
     assert_eq!(sim.outcome(9), SimOutcome::Succeed, "the last outcome repeats");

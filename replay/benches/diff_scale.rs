@@ -100,7 +100,7 @@ fn chain_of_layers(n: usize, last_fails: bool) -> Spec {
         spec.tasks.push(TaskSpec {
             id: format!("t{i}"),
             command: Some(Command::Shell("true".into())),
-            sim: Some(SimBehaviour { duration_ms: 1 + (i % 7) as u64, outcomes, ..SimBehaviour::default() }),
+            sim: Some(Box::new(SimBehaviour { duration_ms: 1 + (i % 7) as u64, outcomes, ..SimBehaviour::default() })),
             ..TaskSpec::default()
         });
     }

@@ -104,9 +104,9 @@ fn layered_dag(n: usize, cap: u32, seed: u64) -> Spec {
         };
         if i % 50 == 7 {
             sim.outcomes = vec![SimOutcome::Fail(1), SimOutcome::Succeed];
-            task.retry.max_attempts = 2;
+            task.more_mut().retry.max_attempts = 2;
         }
-        task.sim = Some(sim);
+        task.sim = Some(Box::new(sim));
         spec.tasks.push(task);
     }
     spec

@@ -38,11 +38,11 @@ fn wide(nested: bool) -> Spec {
         id,
         command: Some(Command::Shell("true".into())),
         parent,
-        sim: Some(SimBehaviour {
+        sim: Some(Box::new(SimBehaviour {
             duration_ms,
             outcomes: if fail { vec![SimOutcome::Fail(3)] } else { Vec::new() },
             ..SimBehaviour::default()
-        }),
+        })),
         ..TaskSpec::default()
     };
     for p in ["p", "q"] {

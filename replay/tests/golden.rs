@@ -194,7 +194,7 @@ fn a_changed_retry_policy_fails_with_a_diff_naming_the_seq_and_the_task() {
     let path = fixtures_dir().join("features/retry-fixed.toml");
     let mut spec = spec::load(&path).unwrap();
     let flaky = spec.tasks.iter_mut().find(|t| t.id == "flaky").expect("retry-fixed has a task flaky");
-    flaky.retry.base_ms += 100;
+    flaky.more_mut().retry.base_ms += 100;
 
     let report = compare_with_golden("retry-fixed", spec).expect_err("a changed policy must not match the golden");
     eprintln!("{report}");

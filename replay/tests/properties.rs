@@ -8,7 +8,7 @@ use orch_engine::scheduler::retry_delay_ms;
 use orch_engine::sim::simulate;
 use orch_engine::spec::{
     Backoff, Cancellation, Command, Downstream, Jitter, Priority, RetryPolicy, SimBehaviour, SimCancel, SimOutcome,
-    Spec, TaskSpec, WaveFailure, WaveSpec,
+    Spec, TaskMore, TaskSpec, WaveFailure, WaveSpec,
 };
 use proptest::prelude::*;
 
@@ -130,21 +130,23 @@ fn build(shape: &Shape) -> Spec {
             after: deps.into_iter().map(id).collect(),
             parent: parent_of[i].map(id),
             priority: t.priority,
-            timeout_ms: hangs.then_some(t.duration_ms + 15),
-            retry: RetryPolicy {
-                max_attempts: t.max_attempts,
-                backoff: t.backoff,
-                base_ms: t.base_ms,
-                max_ms: (t.backoff == Backoff::Exponential).then_some(t.base_ms * 3),
-                jitter: Jitter::None,
-            },
-            sim: Some(SimBehaviour {
+            more: Some(Box::new(TaskMore {
+                timeout_ms: hangs.then_some(t.duration_ms + 15),
+                retry: RetryPolicy {
+                    max_attempts: t.max_attempts,
+                    backoff: t.backoff,
+                    base_ms: t.base_ms,
+                    max_ms: (t.backoff == Backoff::Exponential).then_some(t.base_ms * 3),
+                    jitter: Jitter::None,
+                },
+                ..TaskMore::default()
+            })),
+            sim: Some(Box::new(SimBehaviour {
                 duration_ms: t.duration_ms,
                 outcomes: t.outcomes.clone(),
                 stdout: Some(id(i)),
                 ..SimBehaviour::default()
-            }),
-            ..Default::default()
+            })),
         });
     }
     // Root waves: cut the root-level tasks into consecutive runs.
@@ -221,8 +223,8 @@ fn check_invariants(spec: &Spec, log: &[Record]) {
             }
             Event::RetryScheduled(s) => {
                 let t = idx(&s.task);
-                let want = retry_delay_ms(&graph.task_spec(t).retry, spec.run.seed, &s.task, s.attempt - 1);
-                assert_eq!(s.delay_ms, reference_delay(&graph.task_spec(t).retry, s.attempt - 1));
+                let want = retry_delay_ms(&graph.task_spec(t).more().retry, spec.run.seed, &s.task, s.attempt - 1);
+                assert_eq!(s.delay_ms, reference_delay(&graph.task_spec(t).more().retry, s.attempt - 1));
                 assert_eq!(s.delay_ms, want);
                 assert_eq!(s.at_ms, exit_time[&(t, s.attempt - 1)] + s.delay_ms);
             }

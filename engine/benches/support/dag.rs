@@ -31,7 +31,7 @@ pub fn layered_dag(n: usize, cap: u32, seed: u64) -> Spec {
             id: format!("n{i}"),
             command: Some(Command::Shell("true".into())),
             after,
-            sim: Some(SimBehaviour { duration_ms: 1 + (next() % 5) as u64, ..SimBehaviour::default() }),
+            sim: Some(Box::new(SimBehaviour { duration_ms: 1 + (next() % 5) as u64, ..SimBehaviour::default() })),
             ..TaskSpec::default()
         });
     }

@@ -42,11 +42,11 @@ impl Graph {
                 let w = self.waves.len() as WaveIdx;
                 let parent_spec = parent.map(|p| &self.spec.tasks[p as usize]);
                 let on_failure = match parent_spec {
-                    Some(p) => p.on_child_failure.unwrap_or(WaveFailure::Hold),
+                    Some(p) => p.more().on_child_failure.unwrap_or(WaveFailure::Hold),
                     // The run has nobody to hold: its own children fail it.
                     None => WaveFailure::FailParent,
                 };
-                let wake = parent_spec.and_then(|p| p.wake_policy).unwrap_or_default();
+                let wake = parent_spec.and_then(|p| p.more().wake_policy).unwrap_or_default();
                 let ordinal = self.groups[group as usize].waves.len() as u32;
                 self.groups[group as usize].waves.push(w);
                 self.waves.push(Wave {

@@ -248,10 +248,10 @@ fn start(
     argv: &[String],
 ) -> std::io::Result<(Slot, i32, Option<u64>)> {
     let context = outputs.context()?;
-    let program = context.program(&argv[0], task.env.get("PATH").map(String::as_str))?;
+    let program = context.program(&argv[0], task.more().env.get("PATH").map(String::as_str))?;
     let argv = argv.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<Vec<_>, _>>()?;
-    let mut extra = Vec::with_capacity(task.env.len() + ORCH_VARS.len());
-    for (k, v) in &task.env {
+    let mut extra = Vec::with_capacity(task.more().env.len() + ORCH_VARS.len());
+    for (k, v) in &task.more().env {
         if !ORCH_VARS.contains(&k.as_str()) {
             extra.push(spawner::entry(k.as_bytes(), v.as_bytes())?);
         }
@@ -260,8 +260,8 @@ fn start(
     extra.push(spawner::entry(b"ORCH_TASK_ID", task.id.as_bytes())?);
     extra.push(spawner::entry(b"ORCH_ATTEMPT", attempt.counted.to_string().as_bytes())?);
     extra.push(spawner::entry(b"ORCH_ATTEMPT_ID", attempt.id.to_string().as_bytes())?);
-    let skip: Vec<&[u8]> = task.env.keys().map(|k| k.as_bytes()).collect();
-    let cwd = task.cwd.as_deref().map(CString::new).transpose()?;
+    let skip: Vec<&[u8]> = task.more().env.keys().map(|k| k.as_bytes()).collect();
+    let cwd = task.more().cwd.as_deref().map(CString::new).transpose()?;
     let slot = outputs.take()?;
     let before = spawner::boot_ticks();
     let spawned = context.spawn(&program, &argv, &skip, &extra, slot.file.as_raw_fd(), cwd.as_deref());

@@ -85,8 +85,8 @@ fn a_child_gets_its_env_cwd_empty_stdin_and_one_output_for_stdout_and_stderr() {
         "echo \"$X $ORCH_RUN_ID $ORCH_TASK_ID $ORCH_ATTEMPT $ORCH_ATTEMPT_ID $ORCH_STORE\"; pwd; \
          echo in:$(cat); echo err >&2",
     );
-    task.env = BTreeMap::from([("X".into(), "x1".into()), ("ORCH_TASK_ID".into(), "not-this".into())]);
-    task.cwd = Some(cwd.to_str().unwrap().into());
+    task.more_mut().env = BTreeMap::from([("X".into(), "x1".into()), ("ORCH_TASK_ID".into(), "not-this".into())]);
+    task.more_mut().cwd = Some(cwd.to_str().unwrap().into());
     let (exit, output) = f.run(&task);
     assert_eq!(exit.status, ExitStatus::Code(0));
     let store = f.dir.path().display();
@@ -114,7 +114,7 @@ fn a_command_that_cannot_start_exits_127_with_a_message() {
     assert_eq!(exit.status, ExitStatus::Code(process::SPAWN_FAILED_CODE));
     assert!(output.starts_with("orch: cannot start \"/no/such/program\""), "{output}");
     let mut bad_cwd = sh("y", "true");
-    bad_cwd.cwd = Some("/no/such/dir".into());
+    bad_cwd.more_mut().cwd = Some("/no/such/dir".into());
     assert_eq!(f.run(&bad_cwd).0.status, ExitStatus::Code(process::SPAWN_FAILED_CODE));
     // The output file survives a failed start and serves the next child.
     assert_eq!(f.run(&sh("z", "echo fine")).1, "fine\n");
@@ -130,10 +130,10 @@ fn a_program_is_looked_up_on_the_tasks_own_path() {
     std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut task =
         TaskSpec { id: "p".into(), command: Some(Command::Shell("orch-test-tool".into())), ..TaskSpec::default() };
-    task.env = BTreeMap::from([("PATH".into(), format!("/no/such:{}", bin.display()))]);
+    task.more_mut().env = BTreeMap::from([("PATH".into(), format!("/no/such:{}", bin.display()))]);
     assert_eq!(f.run(&task).1, "tool ran\n");
     // Not on orch's own PATH: without the task's PATH it cannot start.
-    task.env.clear();
+    task.more_mut().env.clear();
     assert_eq!(f.run(&task).0.status, ExitStatus::Code(process::SPAWN_FAILED_CODE));
 }
 

@@ -67,7 +67,7 @@ impl ProcessWorld {
         let graph = state.graph().expect("a parent was woken: the run has started");
         let Some(p) = graph.task(&woken.parent) else { return };
         let spec = graph.task_spec(p);
-        let Some(command) = spec.hook.clone() else { return };
+        let Some(command) = spec.more().hook.clone() else { return };
         let child = woken.child.as_deref().and_then(|c| graph.task(c));
         let children = graph.node(p).children.map(|g| {
             let tasks = &graph.group(g).tasks;
@@ -86,12 +86,12 @@ impl ProcessWorld {
         });
         let mut env = self.hook_env();
         env.push(("ORCH_TASK_ID".into(), woken.parent.clone()));
-        env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend(spec.more().env.iter().map(|(k, v)| (k.clone(), v.clone())));
         let call = HookCall {
             kind: HookKind::Wake,
             command,
             env,
-            cwd: spec.cwd.as_ref().map(Into::into),
+            cwd: spec.more().cwd.as_ref().map(Into::into),
             input: input.to_string(),
         };
         let queue = self.hook_queue.entry(woken.parent.clone()).or_default();

@@ -4,6 +4,7 @@
 mod ids;
 mod model;
 mod parse;
+mod task_wire;
 mod validate;
 
 pub use ids::{id_hash, TaskIds};

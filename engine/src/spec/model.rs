@@ -82,56 +82,111 @@ pub struct SimCancel {
 }
 
 /// One task (`[[task]]`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+///
+/// Kept small (128 bytes) because a spec may hold a million of them and every record of
+/// a run is folded against them: the fields nearly every task sets are inline; the sim
+/// behaviour and the settings most tasks leave at their defaults are behind one box each
+/// (`more`: `None` when all of them are default). The file format is flat all the same:
+/// see `task_wire.rs`, which reads and writes it.
+#[derive(Debug, Clone, Default)]
 pub struct TaskSpec {
     pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
     /// What to run. A task without a command is a group: it succeeds when its children do.
-    #[serde(default, alias = "cmd", skip_serializing_if = "Option::is_none")]
     pub command: Option<Command>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cwd: Option<String>,
     /// Tasks that must succeed before this one starts.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after: Vec<String>,
     /// The task whose children this task belongs to (unset: the run itself). Tasks listed
     /// in a `[[wave]]` get the wave's parent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
-    #[serde(default, skip_serializing_if = "is_default")]
     pub priority: Priority,
+    /// How the task behaves under `--sim`.
+    pub sim: Option<Box<SimBehaviour>>,
+    /// The other settings; read them through `more()`.
+    pub more: Option<Box<TaskMore>>,
+}
+
+/// The settings of a task that most tasks leave at their defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskMore {
+    pub title: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<String>,
     /// Each attempt is killed after this long (and counts as timed out).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "is_default")]
     pub retry: RetryPolicy,
     /// A declared cost estimate (any unit), summed in run rollups.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<u64>,
     /// Run after each wake of this task as a parent (per its children's wake policy),
     /// with the completion as JSON on stdin; answers `continue` or `stop` on stdout.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook: Option<Command>,
     /// The wake policy of this task's children that are in no `[[wave]]`: those of the
     /// file, and those it creates at run time (default `on_wave_complete`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wake_policy: Option<WakePolicy>,
     /// The failure policy of this task's children that are in no `[[wave]]`. Default:
     /// `fail_parent` for children of the file; `hold` for children created at run time
     /// in a wave of their own (the parent stays delegated, stuck, until settled).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_child_failure: Option<WaveFailure>,
     /// What a `stop` from the hook does to children still running.
-    #[serde(default, skip_serializing_if = "is_default")]
     pub on_stop: OnStop,
-    /// How the task behaves under `--sim`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sim: Option<SimBehaviour>,
 }
+
+impl TaskMore {
+    /// Every setting at its default: what `TaskSpec::more` reads when there is no box.
+    pub const DEFAULT: TaskMore = TaskMore {
+        title: None,
+        env: BTreeMap::new(),
+        cwd: None,
+        timeout_ms: None,
+        retry: RetryPolicy::DEFAULT,
+        cost: None,
+        hook: None,
+        wake_policy: None,
+        on_child_failure: None,
+        on_stop: OnStop::CancelRunning,
+    };
+}
+
+static DEFAULT_MORE: TaskMore = TaskMore::DEFAULT;
+
+impl TaskSpec {
+    /// A task with this id and nothing else set.
+    pub fn new(id: impl Into<String>) -> TaskSpec {
+        TaskSpec { id: id.into(), ..TaskSpec::default() }
+    }
+
+    /// The settings most tasks leave at their defaults.
+    pub fn more(&self) -> &TaskMore {
+        self.more.as_deref().unwrap_or(&DEFAULT_MORE)
+    }
+
+    /// The settings, to change (boxed on first use; `normalize` unboxes defaults again).
+    pub fn more_mut(&mut self) -> &mut TaskMore {
+        self.more.get_or_insert_with(Box::default)
+    }
+
+    /// Drops the box when every setting in it is at its default, so that equal tasks
+    /// look alike.
+    pub fn normalize(&mut self) {
+        if self.more.as_deref() == Some(&TaskMore::DEFAULT) {
+            self.more = None;
+        }
+    }
+}
+
+// Equality of what the task says, not of how it is boxed.
+impl PartialEq for TaskSpec {
+    fn eq(&self, other: &TaskSpec) -> bool {
+        self.id == other.id
+            && self.command == other.command
+            && self.after == other.after
+            && self.parent == other.parent
+            && self.priority == other.priority
+            && self.sim == other.sim
+            && self.more() == other.more()
+    }
+}
+
+impl Eq for TaskSpec {}
 
 /// What a parent's `stop` does to its children that are running.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -288,13 +343,18 @@ pub struct RetryPolicy {
     pub jitter: Jitter,
 }
 
+impl RetryPolicy {
+    pub const DEFAULT: RetryPolicy =
+        RetryPolicy { max_attempts: 1, backoff: Backoff::Fixed, base_ms: 0, max_ms: None, jitter: Jitter::None };
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_attempts: 1, backoff: Backoff::Fixed, base_ms: 0, max_ms: None, jitter: Jitter::None }
+        RetryPolicy::DEFAULT
     }
 }
 
-fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+pub(super) fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
 }
 

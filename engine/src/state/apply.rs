@@ -146,7 +146,7 @@ impl State {
                 let expected = self.wakes.pop_front();
                 check(expected.as_ref() == Some(w), "parent_woken that no completion called for")?;
                 let p = self.lookup(&w.parent)?;
-                if self.g().task_spec(p).hook.is_some() {
+                if self.g().task_spec(p).more().hook.is_some() {
                     self.hooks.entry(p).or_default().push_back(w.clone());
                 }
                 Ok(())

@@ -4,7 +4,7 @@
 
 use orch_engine::record::{Event, Record};
 use orch_engine::sim::simulate;
-use orch_engine::spec::{SimBehaviour, SimOutcome, Spec, TaskSpec, WaveFailure};
+use orch_engine::spec::{SimBehaviour, SimOutcome, Spec, TaskMore, TaskSpec, WaveFailure};
 use proptest::prelude::*;
 
 /// A node: its duration, whether its attempt fails, and its children.
@@ -35,14 +35,14 @@ fn task(id: String, n: &Node) -> TaskSpec {
     TaskSpec {
         id,
         // Failures fail the parent rather than hold it (nobody settles a simulated run).
-        on_child_failure: Some(WaveFailure::FailParent),
-        sim: Some(SimBehaviour {
+        more: Some(Box::new(TaskMore { on_child_failure: Some(WaveFailure::FailParent), ..TaskMore::default() })),
+        sim: Some(Box::new(SimBehaviour {
             duration_ms: n.duration_ms,
             outcomes: if n.fails { vec![SimOutcome::Fail(1)] } else { Vec::new() },
             creates,
             create_every_ms: 2,
             ..SimBehaviour::default()
-        }),
+        })),
         ..TaskSpec::default()
     }
 }

@@ -204,10 +204,10 @@ impl<'a> Checker<'a> {
             self.report(about, self.places.task_field(index, "id", None), message);
         }
         self.command(index, task);
-        if let Some(message) = task.hook.as_ref().and_then(|c| blank_command(c)) {
+        if let Some(message) = task.more().hook.as_ref().and_then(|c| blank_command(c)) {
             self.report(about, self.places.task_field(index, "hook", None), format!("task {id:?}: hook {message}"));
         }
-        for (key, value) in &task.env {
+        for (key, value) in &task.more().env {
             let field = format!("env.{key}");
             if key.is_empty() || key.contains(['=', '\0']) {
                 let message = format!("task {id:?} has an invalid environment variable name {key:?}");
@@ -225,11 +225,11 @@ impl<'a> Checker<'a> {
             let message = format!("task {id:?} has parent {name:?}, which is not a task");
             self.report(about, self.places.task_field(index, "parent", None), message);
         }
-        if task.timeout_ms == Some(0) {
+        if task.more().timeout_ms == Some(0) {
             let message = format!("task {id:?}: timeout_ms must be at least 1");
             self.report(about, self.places.task_field(index, "timeout_ms", None), message);
         }
-        let retry = &task.retry;
+        let retry = &task.more().retry;
         if retry.max_attempts == 0 {
             let message = format!("task {id:?}: retry.max_attempts must be at least 1 (1 means no retry)");
             self.report(about, self.places.task_field(index, "retry.max_attempts", None), message);
@@ -242,7 +242,7 @@ impl<'a> Checker<'a> {
             }
         }
         if let Some(sim) = &task.sim {
-            let no_timeout = task.timeout_ms.is_none() && self.spec.run.timeout_ms.is_none();
+            let no_timeout = task.more().timeout_ms.is_none() && self.spec.run.timeout_ms.is_none();
             if no_timeout {
                 if let Some(item) = sim.outcomes.iter().position(|o| *o == SimOutcome::Hang) {
                     let message = format!(
