@@ -205,7 +205,7 @@ fn concurrency_svg(tl: &Timeline, cap: Option<u32>) -> String {
     }
     let _ = write!(
         svg,
-        "<text x=\"{:.1}\" y=\"14\" text-anchor=\"end\">peak {} running · {} ms</text></svg>",
+        "<text x=\"{:.1}\" y=\"14\" text-anchor=\"end\">peak {} in slots · {} ms</text></svg>",
         width - 4.0,
         tl.peak_concurrency,
         tl.now_ms

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use orch_engine::graph::{Graph, TaskIdx, WaveIdx, ROOT};
-use orch_engine::record::{Event, ExitStatus, KillReason, Record, Terminal};
+use orch_engine::record::{Event, ExitStatus, KillReason, Record, Terminal, UpdateStatus};
 use orch_engine::state::State;
 
 /// One attempt of one task, as recorded.
@@ -81,10 +81,12 @@ pub struct Timeline {
     pub tasks: Vec<TaskTimes>,
     /// When each wave opened (by wave index).
     pub wave_opened_ms: Vec<Option<u64>>,
-    /// Attempts running after each record that changed the count, as `(time_ms, running)`
-    /// (several changes at one time keep the last).
+    /// Attempts holding a slot after each record that changed the count, as `(time_ms,
+    /// running)` (several changes at one time keep the last). An attempt whose task
+    /// delegated while it ran gave its slot back then, though its process may run on.
     pub concurrency: Vec<(u64, u32)>,
-    /// Most attempts running at once, counted record by record as the scheduler did.
+    /// Most attempts holding a slot at once, counted record by record as the scheduler
+    /// did: what the caps bound.
     pub peak_concurrency: u32,
     /// Time during which at least one attempt ran (up to now for a live run).
     pub busy_ms: u64,
@@ -134,7 +136,10 @@ impl Timeline {
         // Per task: the index of its attempt in flight.
         let mut open: Vec<Option<usize>> = Vec::new();
         let mut started = false;
+        // Attempts running (for the busy time), and those of them holding a slot.
         let mut running = 0u32;
+        let mut held = 0u32;
+        let mut released: Vec<bool> = Vec::new();
         let mut busy_since = 0u64;
         for (seq, r) in records.iter().enumerate() {
             tl.now_ms = tl.now_ms.max(r.time_ms);
@@ -146,6 +151,7 @@ impl Timeline {
                     tl.tasks = vec![TaskTimes::default(); n];
                     tl.wave_opened_ms = vec![None; w];
                     open = vec![None; n];
+                    released = vec![false; n];
                 }
                 continue;
             }
@@ -184,8 +190,9 @@ impl Timeline {
                         busy_since = r.time_ms;
                     }
                     running += 1;
-                    tl.peak_concurrency = tl.peak_concurrency.max(running);
-                    tl.push_concurrency(r.time_ms, running);
+                    held += 1;
+                    tl.peak_concurrency = tl.peak_concurrency.max(held);
+                    tl.push_concurrency(r.time_ms, held);
                 }
                 Event::AttemptKillRequested(k) => {
                     if let Some(i) = lookup(&k.task).and_then(|t| open[t as usize]) {
@@ -200,6 +207,10 @@ impl Timeline {
                             (a.end, a.output_bytes) = (AttemptEnd::Exited(e.status), e.output_bytes);
                             tl.tasks[t as usize].own_end_ms = Some(r.time_ms);
                             running = tl.attempt_ended(r.time_ms, running, busy_since);
+                            if !std::mem::take(&mut released[t as usize]) {
+                                held = held.saturating_sub(1);
+                            }
+                            tl.push_concurrency(r.time_ms, held);
                         }
                     }
                 }
@@ -210,6 +221,22 @@ impl Timeline {
                             (a.end_ms, a.end_seq, a.end) = (Some(r.time_ms), Some(seq as u64), AttemptEnd::Lost);
                             tl.tasks[t as usize].own_end_ms = Some(r.time_ms);
                             running = tl.attempt_ended(r.time_ms, running, busy_since);
+                            if !std::mem::take(&mut released[t as usize]) {
+                                held = held.saturating_sub(1);
+                            }
+                            tl.push_concurrency(r.time_ms, held);
+                        }
+                    }
+                }
+                // A running task that delegates gives its slot back (the fold's rule: its
+                // attempt is not being killed, and it had not delegated already).
+                Event::TaskUpdated(u) if u.status == UpdateStatus::Delegated => {
+                    if let Some(t) = lookup(&u.task) {
+                        let open_unkilled = open[t as usize].is_some_and(|i| tl.attempts[i].killed.is_none());
+                        if open_unkilled && !released[t as usize] {
+                            released[t as usize] = true;
+                            held = held.saturating_sub(1);
+                            tl.push_concurrency(r.time_ms, held);
                         }
                     }
                 }
@@ -253,12 +280,12 @@ impl Timeline {
         self.graph.as_ref().map(|g| g.node(t).wave)
     }
 
+    /// One attempt fewer running: the busy time closes when none is left.
     fn attempt_ended(&mut self, time_ms: u64, running: u32, busy_since: u64) -> u32 {
         let running = running.saturating_sub(1);
         if running == 0 {
             self.busy_ms += time_ms.saturating_sub(busy_since);
         }
-        self.push_concurrency(time_ms, running);
         running
     }
 
