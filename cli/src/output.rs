@@ -36,8 +36,9 @@ impl Progress {
         if self.quiet {
             return;
         }
+        // The graph grows when running tasks create sub-tasks: the total follows it.
+        self.total = state.graph().map_or(0, |g| g.len());
         match &record.event {
-            Event::RunStarted(_) => self.total = state.graph().map_or(0, |g| g.len()),
             Event::TaskFinished(f) => {
                 self.done += 1;
                 if f.state != Terminal::Succeeded {
