@@ -38,17 +38,14 @@ impl Progress {
         }
         // The graph grows when running tasks create sub-tasks: the total follows it.
         self.total = state.graph().map_or(0, |g| g.len());
-        match &record.event {
-            Event::TaskFinished(f) => {
-                self.done += 1;
-                if f.state != Terminal::Succeeded {
-                    self.failed += 1;
-                }
-                self.clear_status();
-                let cause = f.cause.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
-                let _ = line(format!("[{:>8}] {:<9} {}{cause}", format_ms(record.time_ms), f.state.name(), f.task));
+        if let Event::TaskFinished(f) = &record.event {
+            self.done += 1;
+            if f.state != Terminal::Succeeded {
+                self.failed += 1;
             }
-            _ => {}
+            self.clear_status();
+            let cause = f.cause.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
+            let _ = line(format!("[{:>8}] {:<9} {}{cause}", format_ms(record.time_ms), f.state.name(), f.task));
         }
         self.draw_status(state);
     }

@@ -269,3 +269,36 @@ fn a_hook_that_leaves_a_background_process_behind_is_not_waited_for() {
     // Recorded times: the answer came with the hook's exit, not with the sleep's.
     assert!(r[answered].time_ms - r[asked].time_ms < 2_000, "answer waited for the background process");
 }
+
+/// `run.hook_timeout_ms`: a hook still running is killed with everything it started, and
+/// counts as its refusal; the run ends on that recorded answer.
+#[test]
+fn a_hook_past_its_timeout_is_killed_with_its_group_and_refuses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pid_file = tmp.path().join("bg.pid").display().to_string();
+    let spec = format!(
+        "[run]\nhook_timeout_ms = 300\nbefore_finalize = '''sleep 60 & echo $! > {pid_file}; sleep 60; echo accept'''\n\
+         [[task]]\nid = \"a\"\ncommand = \"true\"\n"
+    );
+    let (code, r) = run(tmp.path(), &spec);
+    assert_eq!(code, 1, "a refused finalize fails the run");
+    let Some(Event::HookAnswered(h)) = r.iter().map(|r| &r.event).find(|e| matches!(e, Event::HookAnswered(_))) else {
+        panic!("no hook_answered")
+    };
+    assert_eq!((h.verdict, h.reason.as_deref()), (Verdict::Reject, Some("hook timed out after 300 ms")));
+    let Some(Event::RunFinished(end)) = r.last().map(|r| &r.event) else { panic!("{:?}", r.last()) };
+    assert_eq!(end.outcome, RunOutcome::Failed);
+
+    // The hook's background `sleep` went with it (its process group was killed): gone,
+    // or a zombie waiting for whoever inherited it.
+    let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
+    let dead = || match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    };
+    let waited = Instant::now();
+    while !dead() {
+        assert!(waited.elapsed() < Duration::from_secs(10), "the hook's background process {pid} still runs");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -187,7 +187,8 @@ fn zero_timeouts() {
         problems("timeouts.toml"),
         [
             "timeouts.toml:2: run.timeout_ms must be at least 1",
-            "timeouts.toml:7: task \"a\": timeout_ms must be at least 1"
+            "timeouts.toml:3: run.hook_timeout_ms must be at least 1",
+            "timeouts.toml:8: task \"a\": timeout_ms must be at least 1"
         ]
     );
 }

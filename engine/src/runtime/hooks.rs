@@ -4,8 +4,9 @@
 //! "reason": "..."}` (a bare word is accepted too). Its answer becomes an input record,
 //! so replay never runs it again.
 //!
-//! A hook that cannot run, fails, or answers nonsense counts as `stop` (wake) or
-//! `reject` (finalize), with the reason: an auditor that cannot say yes has said no.
+//! A hook that cannot run, fails, answers nonsense, or outlives `run.hook_timeout_ms`
+//! counts as `stop` (wake) or `reject` (finalize), with the reason: an auditor that
+//! cannot say yes has said no.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -52,6 +53,8 @@ pub(super) struct HookCall {
     pub env: Vec<(String, String)>,
     pub cwd: Option<PathBuf>,
     pub input: String,
+    /// Killed (its whole process group) when still running after this long.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// Runs the hook to its end; its verdict and reason.
@@ -88,6 +91,9 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
         cmd.current_dir(cwd);
     }
     let mut child = cmd.spawn().map_err(|e| format!("hook could not start: {e}"))?;
+    // The hook leads its own group (pgid = its pid): a timeout kills what it started too.
+    let pgid = child.id().and_then(|pid| i32::try_from(pid).ok()).map(nix::unistd::Pid::from_raw);
+    let deadline = call.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut stdin = child.stdin.take().expect("stdin was piped");
     let input = call.input.clone();
     // Written alongside the read: a hook that answers before reading all of its input
@@ -126,6 +132,16 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
                 }
             }
             status = child.wait() => break status.map_err(|e| format!("waiting for the hook: {e}"))?,
+            _ = sleep_until(deadline) => {
+                if let Some(pgid) = pgid {
+                    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+                }
+                let _ = child.wait().await;
+                reader.abort();
+                writer.abort();
+                let ms = call.timeout.map_or(0, |t| t.as_millis());
+                return Err(format!("hook timed out after {ms} ms"));
+            }
         }
     };
     let drain = tokio::time::sleep(DRAIN);
@@ -145,6 +161,14 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
         return Err(format!("hook failed ({status})"));
     }
     parse_answer(call.kind, &String::from_utf8_lossy(&out))
+}
+
+/// Waits until `deadline`; never, without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Reads an answer: `{"answer": "...", "reason": "..."}`, or a bare word.

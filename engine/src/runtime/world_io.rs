@@ -93,6 +93,7 @@ impl ProcessWorld {
             env,
             cwd: spec.more().cwd.as_ref().map(Into::into),
             input: input.to_string(),
+            timeout: graph.spec.run.hook_timeout_ms.map(std::time::Duration::from_millis),
         };
         let queue = self.hook_queue.entry(woken.parent.clone()).or_default();
         queue.push_back((woken.child.clone(), call));
@@ -133,8 +134,14 @@ impl ProcessWorld {
             "tasks": view::task_rows(state),
             "context": view::context_json(state, None),
         });
-        let call =
-            HookCall { kind: HookKind::Finalize, command, env: self.hook_env(), cwd: None, input: input.to_string() };
+        let call = HookCall {
+            kind: HookKind::Finalize,
+            command,
+            env: self.hook_env(),
+            cwd: None,
+            input: input.to_string(),
+            timeout: graph.spec.run.hook_timeout_ms.map(std::time::Duration::from_millis),
+        };
         let tx = self.tx.clone();
         self.runtime.spawn(async move {
             let (verdict, reason) = hooks::run(call).await;

@@ -57,6 +57,10 @@ pub struct RunConfig {
     /// and aggregate as JSON on stdin and answers accept or reject; reject fails the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before_finalize: Option<Command>,
+    /// A hook (wake or `before_finalize`) still running this long after it started is
+    /// killed, with its process group, and counts as `stop` / `reject`. Unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_timeout_ms: Option<u64>,
     /// Simulation only: what the `before_finalize` hook answers.
     #[serde(default, skip_serializing_if = "is_default")]
     pub sim_finalize: SimFinalize,

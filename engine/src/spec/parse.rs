@@ -191,6 +191,7 @@ struct LocRun {
     #[serde(default)]
     priority_caps: BTreeMap<String, At>,
     timeout_ms: Option<At>,
+    hook_timeout_ms: Option<At>,
     cancellation: Option<At>,
     on_failure: Option<At>,
     mode: Option<At>,
@@ -287,6 +288,7 @@ impl LocRun {
                 "max_concurrency" => span(&self.max_concurrency),
                 "priority_caps" => self.priority_caps.values().next().map(Spanned::span),
                 "timeout_ms" => span(&self.timeout_ms),
+                "hook_timeout_ms" => span(&self.hook_timeout_ms),
                 "cancellation" => span(&self.cancellation),
                 "on_failure" => span(&self.on_failure),
                 "mode" => span(&self.mode),

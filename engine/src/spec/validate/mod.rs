@@ -175,6 +175,10 @@ impl<'a> Checker<'a> {
         if run.timeout_ms == Some(0) {
             self.report(About::Run, self.places.run_field("timeout_ms"), "run.timeout_ms must be at least 1".into());
         }
+        if run.hook_timeout_ms == Some(0) {
+            let place = self.places.run_field("hook_timeout_ms");
+            self.report(About::Run, place, "run.hook_timeout_ms must be at least 1".into());
+        }
         if let Some(message) = run.before_finalize.as_ref().and_then(|c| blank_command(c)) {
             self.report(About::Run, self.places.run_field("before_finalize"), format!("run.before_finalize {message}"));
         }
