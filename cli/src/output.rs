@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use orch_engine::record::{Event, Record, Terminal};
-use orch_engine::state::State;
+use orch_engine::state::{Phase, State};
 
 use crate::exit::Failure;
 
@@ -21,28 +21,19 @@ pub fn line(text: impl std::fmt::Display) -> Result<(), Failure> {
 pub struct Progress {
     quiet: bool,
     tty: bool,
-    total: usize,
-    done: usize,
-    failed: usize,
     last_draw: Option<Instant>,
 }
 
 impl Progress {
     pub fn new(quiet: bool) -> Progress {
-        Progress { quiet, tty: std::io::stderr().is_terminal(), total: 0, done: 0, failed: 0, last_draw: None }
+        Progress { quiet, tty: std::io::stderr().is_terminal(), last_draw: None }
     }
 
     pub fn record(&mut self, record: &Record, state: &State) {
         if self.quiet {
             return;
         }
-        // The graph grows when running tasks create sub-tasks: the total follows it.
-        self.total = state.graph().map_or(0, |g| g.len());
         if let Event::TaskFinished(f) = &record.event {
-            self.done += 1;
-            if f.state != Terminal::Succeeded {
-                self.failed += 1;
-            }
             self.clear_status();
             let cause = f.cause.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
             let _ = line(format!("[{:>8}] {:<9} {}{cause}", format_ms(record.time_ms), f.state.name(), f.task));
@@ -59,16 +50,21 @@ impl Progress {
             return;
         }
         self.last_draw = Some(Instant::now());
+        // Counted from the state (at most every 100 ms), not from the records seen: the
+        // graph grows when running tasks create sub-tasks, and a resumed run's earlier
+        // tasks finished before this process saw any record.
+        let total = state.graph().map_or(0, |g| g.len());
+        let (mut done, mut failed) = (0usize, 0usize);
+        for t in 0..total as u32 {
+            if let Phase::Done(end) = state.task(t).phase {
+                done += 1;
+                failed += usize::from(end != Terminal::Succeeded);
+            }
+        }
         let width = 30;
-        let filled = (self.done * width).checked_div(self.total).unwrap_or(width).min(width);
+        let filled = (done * width).checked_div(total).unwrap_or(width).min(width);
         let bar: String = "#".repeat(filled) + &"-".repeat(width - filled);
-        eprint!(
-            "\r\x1b[2K[{bar}] {}/{} done, {} running, {} failed",
-            self.done,
-            self.total,
-            state.running(),
-            self.failed
-        );
+        eprint!("\r\x1b[2K[{bar}] {done}/{total} done, {} running, {failed} failed", state.running());
         let _ = std::io::stderr().flush();
     }
 

@@ -98,9 +98,14 @@ fn run(shared: &Shared, interval: Duration) {
             if st.stop {
                 continue; // one more pass: sync anything marked dirty meanwhile, then stop
             }
-            drop(st);
-            std::thread::sleep(interval);
-            st = lock();
+            // Sit out the interval (commits meanwhile share the next sync; they do not
+            // notify, `waiting` is false), but wake for a stop at once: closing a log
+            // must not wait out a long `batch:MS` interval.
+            st = shared
+                .wake
+                .wait_timeout_while(st, interval, |s| !s.stop)
+                .map(|(st, _)| st)
+                .unwrap_or_else(|p| p.into_inner().0);
             continue;
         }
         if st.stop {

@@ -105,3 +105,18 @@ fn create_refuses_an_existing_log_and_open_refuses_a_missing_one() {
     assert!(matches!(Writer::open(&empty, common::never(MIN_SEGMENT_BYTES)), Err(Error::NotALog { .. })));
     assert!(matches!(verify(&empty), Err(Error::NotALog { .. })));
 }
+
+#[test]
+fn closing_does_not_wait_out_a_long_group_commit_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let hour = Durability::Batch { interval: Duration::from_secs(3600) };
+    let mut writer = Writer::create(&dir, Options { durability: hour, segment_bytes: MIN_SEGMENT_BYTES }).unwrap();
+    writer.append(b"one").unwrap();
+    // Give the sync thread time to sync that commit and start sitting out its interval.
+    std::thread::sleep(Duration::from_millis(100));
+    let closing = std::time::Instant::now();
+    writer.close().unwrap();
+    assert!(closing.elapsed() < Duration::from_secs(10), "close waited {:?}", closing.elapsed());
+    assert_eq!(common::read_payloads(&dir).unwrap(), vec![b"one".to_vec()]);
+}

@@ -208,6 +208,7 @@ impl Timeline {
                             tl.tasks[t as usize].own_end_ms = Some(r.time_ms);
                             running = tl.attempt_ended(r.time_ms, running, busy_since);
                             if !std::mem::take(&mut released[t as usize]) {
+                                debug_assert!(held > 0, "an attempt ended holding a slot nobody counted");
                                 held = held.saturating_sub(1);
                             }
                             tl.push_concurrency(r.time_ms, held);
@@ -222,6 +223,7 @@ impl Timeline {
                             tl.tasks[t as usize].own_end_ms = Some(r.time_ms);
                             running = tl.attempt_ended(r.time_ms, running, busy_since);
                             if !std::mem::take(&mut released[t as usize]) {
+                                debug_assert!(held > 0, "an attempt ended holding a slot nobody counted");
                                 held = held.saturating_sub(1);
                             }
                             tl.push_concurrency(r.time_ms, held);
@@ -235,6 +237,7 @@ impl Timeline {
                         let open_unkilled = open[t as usize].is_some_and(|i| tl.attempts[i].killed.is_none());
                         if open_unkilled && !released[t as usize] {
                             released[t as usize] = true;
+                            debug_assert!(held > 0, "a running attempt holds a slot");
                             held = held.saturating_sub(1);
                             tl.push_concurrency(r.time_ms, held);
                         }

@@ -125,16 +125,20 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
     let mut out = Vec::new();
     let status = loop {
         tokio::select! {
+            // In this order: a hook that exited by its deadline has answered, not timed out.
+            biased;
+            status = child.wait() => break status.map_err(|e| format!("waiting for the hook: {e}"))?,
             chunk = chunks.recv(), if !chunks.is_closed() => {
                 // None: stdout closed; what is left is to wait for the exit.
                 if let Some(c) = chunk {
                     out.extend(c);
                 }
             }
-            status = child.wait() => break status.map_err(|e| format!("waiting for the hook: {e}"))?,
             _ = sleep_until(deadline) => {
-                if let Some(pgid) = pgid {
-                    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+                let group_killed =
+                    pgid.is_some_and(|g| nix::sys::signal::killpg(g, nix::sys::signal::Signal::SIGKILL).is_ok());
+                if !group_killed {
+                    let _ = child.start_kill(); // at least the hook itself
                 }
                 let _ = child.wait().await;
                 reader.abort();
