@@ -4,7 +4,8 @@ first; run that, not this). Runs every workload with every tool alternately, RUN
 the order of the tools rotated each round, and prints medians and orch/peer ratios as
 markdown. Environment: RUNS, QUICK, ORCH, SPAWNER, READRATE, WORK, REPO, SIM_SCALE_SIZES,
 SIM_LOG_TASKS, ONLY (comma list of workload numbers, e.g. ONLY=1,2), ORCH_BASE (a second orch
-binary run alongside on workload 1, e.g. a build of an older commit).
+binary run alongside on workload 1, e.g. a build of an older commit), DURABILITY (a comma list
+of other `--durability` values, e.g. batch:10,never, each run as one more tool on workload 1).
 """
 
 import json
@@ -21,6 +22,7 @@ ORCH = os.environ["ORCH"]
 SPAWNER = os.environ["SPAWNER"]
 READRATE = os.environ["READRATE"]
 ORCH_BASE = os.environ.get("ORCH_BASE", "")  # optional: a second orch binary to compare on workload 1
+DURABILITY = [d for d in os.environ.get("DURABILITY", "").split(",") if d.strip()]
 QUICK = os.environ.get("QUICK", "") not in ("", "0")
 RUNS = int(os.environ.get("RUNS", "2" if QUICK else "5"))
 ONLY = {int(x) for x in os.environ.get("ONLY", "1,2,3,4,5").split(",") if x.strip()}
@@ -128,6 +130,11 @@ def workload1():
         # that the machine's load cannot skew.
         tmp_base = fresh(os.path.join(WORK, "orch-flat-base"))
         tools.insert(1, ("orch (base)", None, lambda: orch_run(spec, 2, tmp_base, orch=ORCH_BASE)[0]))
+    for i, durability in enumerate(DURABILITY):
+        # What the group commit costs: the same binary under another durability policy.
+        tmp_d = fresh(os.path.join(WORK, f"orch-flat-d{i}"))
+        run = lambda tmp_d=tmp_d, durability=durability: orch_run(spec, 2, tmp_d, ["--durability", durability])[0]
+        tools.insert(1 + i, (f"orch --durability {durability}", None, run))
     log(f"workload 1: {N_FLAT} x /bin/true at -j2")
     s = alternate(tools, RUNS)
     return s, table_vs(f"1. {N_FLAT:,} independent `/bin/true`, concurrency 2", s, N_FLAT)
