@@ -16,19 +16,21 @@ import sys
 # ordered list: more specific buckets first.
 BUCKETS = [
     ("log: fdatasync (group-commit thread)", r"syncer::run|fdatasync|sync_data"),
-    ("exit: read + hash + unlink/rename the blob (store_output)", r"store_output"),
-    ("spawn: start_ticks (read /proc/PID/stat)", r"start_ticks"),
-    ("exit: reaper thread (waitid, output size, hand-off)", r"reaper::run|OutputFiles>::collect|OutputFiles::collect"),
-    ("exit: wait4 / pidfd reaper / SIGCHLD", r"wait4|pidfd_reaper|PidfdReaper|Child>::try_wait|signal::unix"),
+    ("spawn: start_ticks (boot clock, or /proc/PID/stat)", r"start_ticks|boot_ticks"),
+    ("exit: reap on SIGCHLD (waitid, output size, group check)", r"reaper::|OutputFiles>::collect|OutputFiles::collect|signal_group"),
+    ("exit: tokio's SIGCHLD stream (handler, pipe)", r"signal::unix|signal::registry|Child>::try_wait|wait4"),
     # Not a bare `clone3`: every thread's stack starts in glibc's clone3 (pthread_create).
-    ("spawn: clone + exec handoff", r"__spawni|__spawnix|spawner::Context>?::spawn|Command>::spawn"),
-    ("spawn: create the output blob file (openat O_CREAT)", r"File>::open|OpenOptions>::_open"),
-    ("spawn: the rest (Command build, env, argv, tokio task)", r"process::spawn|capture_env"),
+    ("spawn: clone (CLONE_VM, CLONE_VFORK) + exec handoff", r"spawner::Context>?::spawn|spawner::|__spawni|Command>::spawn"),
+    # Kernel-only chains (no user frame unwound): the clone's kernel side...
+    ("spawn: the kernel's side of clone (copy_process)", r"copy_process|dup_fd|copy_creds|cgroup_can_fork|kernel_clone|alloc_vmap_area|copy_mm"),
+    ("spawn: the rest (argv, env, output files)", r"process::spawn|process::start|capture_env|run_vars"),
     ("log: append + write (Journal)", r"journal::Journal|orch_log_format::writer|Writer>::|__libc_write|ksys_write"),
     ("scheduler + fold (pure core)", r"orch_engine::scheduler|orch_engine::state|State>::apply|decide"),
     ("record encoding", r"Record>::encode|rmp_serde|serde"),
     ("tokio: park / epoll / timers / task polling", r"tokio::runtime|epoll|park"),
-    ("startup / spec parse / exit of orch", r"spec::|toml|parse|_dl_|exit_group|lang_start"),
+    ("startup / spec parse / exit of orch", r"spec::|toml|parse|_dl_|exit_group|lang_start|clap"),
+    # ...and wakeups and context switches (the kernel's scheduler on orch's threads).
+    ("kernel: wakeups and context switches", r"_raw_spin_unlock_irq|finish_task_switch|try_to_wake_up|schedule"),
 ]
 COMPILED = [(name, re.compile(p)) for name, p in BUCKETS]
 
