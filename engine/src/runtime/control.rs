@@ -25,6 +25,11 @@ pub const SOCKET_NAME: &str = "control.sock";
 /// Longest request line accepted (a task spec, a context value of up to 1 MiB, JSON-escaped).
 const MAX_LINE: usize = 8 << 20;
 
+/// Most connections served at once. Beyond it, clients wait in the socket's backlog (their
+/// `connect` blocks) until one closes: descriptors stay free for the children's spawns,
+/// and buffered request lines stay bounded (at most this many × `MAX_LINE`).
+pub const MAX_CONNECTIONS: usize = 128;
+
 /// What a client asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
@@ -181,11 +186,19 @@ impl Listener {
         let listener = tokio::net::UnixListener::from_std(std_listener)?;
         let inflight = Arc::new(AtomicUsize::new(0));
         let counter = inflight.clone();
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         tokio::spawn(async move {
             loop {
+                // A free slot before the next accept: while all are taken, new clients
+                // wait in the backlog rather than being turned away.
+                let Ok(slot) = slots.clone().acquire_owned().await else { return };
                 match listener.accept().await {
                     Ok((stream, _)) => {
-                        tokio::spawn(serve(stream, tx.clone(), counter.clone()));
+                        let (tx, counter) = (tx.clone(), counter.clone());
+                        tokio::spawn(async move {
+                            serve(stream, tx, counter).await;
+                            drop(slot);
+                        });
                     }
                     // Out of descriptors, or a connection reset before it was taken: the
                     // socket stays open for the next client (a live run must never look
