@@ -10,6 +10,7 @@
 //! - [`verify()`]: every checksum, every seq, the chain; returns the digest.
 
 mod dir;
+mod durability;
 mod error;
 pub mod layout;
 mod reader;
@@ -19,9 +20,10 @@ mod verify;
 mod writer;
 
 pub use dir::{list_segments, lock_state, LockState, SegmentFile, LOCK_FILE};
+pub use durability::Durability;
 pub use error::{Error, Result};
 pub use layout::Digest;
 pub use reader::{Cursor, Follower, Iter, Reader, Record};
 pub use scan::Damage;
 pub use verify::{hex, verify, verify_reader, Report};
-pub use writer::{Durability, Options, Recovery, TornTail, Writer};
+pub use writer::{Options, Recovery, TornTail, Writer};

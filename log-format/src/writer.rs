@@ -5,9 +5,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::dir::{list_segments, lock_dir, sync_dir, SegmentFile};
+use crate::durability::Durability;
 use crate::error::{Error, Result};
 use crate::layout::{
     encode_frame, segment_file_name, Digest, SegmentHeader, DEFAULT_SEGMENT_BYTES, FRAME_HEADER_LEN, MAX_PAYLOAD_LEN,
@@ -15,67 +15,6 @@ use crate::layout::{
 };
 use crate::scan::{check_header, scan_segment, End};
 use crate::syncer::Syncer;
-
-/// When committed records reach the disk (as opposed to the OS page cache).
-///
-/// Every policy writes committed records to the OS before `commit` returns, so a crash
-/// of the *process* loses nothing that was committed. The policies differ on a power
-/// loss or kernel crash:
-/// - `Always`: `commit` returns after fdatasync; nothing committed is lost.
-/// - `Batch`: a background thread fdatasyncs at most once per `interval`, covering every
-///   commit since the last sync (group commit); at most the last `interval` of commits
-///   is lost.
-/// - `Never`: the OS decides; anything not yet written back may be lost. For tests and
-///   simulation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    Always,
-    Batch { interval: Duration },
-    Never,
-}
-
-impl Durability {
-    /// Long enough that a run of short tasks pays one sync per many commits (each sync
-    /// takes a core from the children for ~0.2 ms), short enough that a power loss
-    /// costs at most a few milliseconds of records.
-    pub const DEFAULT_BATCH_INTERVAL: Duration = Duration::from_millis(5);
-    /// The longest interval `batch:MS` takes: a power loss may cost up to this much.
-    pub const MAX_BATCH_INTERVAL_MS: u64 = 10_000;
-}
-
-impl Default for Durability {
-    fn default() -> Self {
-        Durability::Batch { interval: Self::DEFAULT_BATCH_INTERVAL }
-    }
-}
-
-impl std::str::FromStr for Durability {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "always" => Ok(Durability::Always),
-            "batch" => Ok(Durability::default()),
-            "never" => Ok(Durability::Never),
-            other => match other.strip_prefix("batch:") {
-                Some(ms) => {
-                    let ms = ms.strip_suffix("ms").unwrap_or(ms);
-                    match ms.parse::<u64>() {
-                        Ok(ms @ 1..=Self::MAX_BATCH_INTERVAL_MS) => {
-                            Ok(Durability::Batch { interval: Duration::from_millis(ms) })
-                        }
-                        _ => Err(Error::InvalidOption(format!(
-                            "the batch interval must be 1 to {} milliseconds (batch:10ms), not {other:?}",
-                            Self::MAX_BATCH_INTERVAL_MS
-                        ))),
-                    }
-                }
-                None => Err(Error::InvalidOption(format!(
-                    "durability must be always, batch, batch:MS or never, not {other:?}"
-                ))),
-            },
-        }
-    }
-}
 
 /// Writer settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,12 +4,14 @@
 mod ids;
 mod model;
 mod parse;
+mod simulated;
 mod task_wire;
 mod validate;
 
 pub use ids::{id_hash, TaskIds};
 pub use model::*;
 pub use parse::{load, parse, Format};
+pub use simulated::*;
 pub use validate::{validate, validate_resolved, Places, Resolved, Unplaced};
 
 use std::fmt;
