@@ -72,16 +72,11 @@ pub fn reap_ready() -> usize {
             }
             Ok(None) => return reaped,
             Err(Errno::EINTR) => {}
-            Err(Errno::ECHILD) => {
-                // No children at all, yet some registered: reaped by someone waiting
-                // for any child. Their exits are lost; say so rather than hang.
-                let lost = std::mem::take(&mut *children());
-                reaped += lost.len();
-                for (_, on_exit) in lost {
-                    finish(on_exit, None);
-                }
-                return reaped;
-            }
+            // No children at that instant, yet some registered: reaped by someone waiting
+            // for any child, or — where other threads spawn and reap too (tests) —
+            // registered since the look. Asked one by one: a pid that is no child of
+            // ours lost its exit (said so rather than hang); a live one stays.
+            Err(Errno::ECHILD) => return reaped + poll_registered(),
             Err(e) => {
                 tracing::warn!(error = %e, "waitid failed");
                 return reaped + poll_registered();
@@ -91,19 +86,30 @@ pub fn reap_ready() -> usize {
 }
 
 /// Reaps whichever registered children have exited, by pid.
+///
+/// As in `reap_ready`, a child is only looked at (`WNOWAIT`) until its registration is
+/// taken, and only the caller that took it reaps it: where several threads reap (tests),
+/// reaping first could consume the status of a child another thread has just taken.
 fn poll_registered() -> usize {
     let pids: Vec<i32> = children().keys().copied().collect();
     let mut reaped = 0;
     for pid in pids {
+        if let Ok(None) = wait(libc::P_PID, pid, libc::WNOHANG | libc::WNOWAIT) {
+            continue; // still running
+        }
+        let Some(on_exit) = children().remove(&pid) else { continue };
         let status = match wait(libc::P_PID, pid, libc::WNOHANG) {
-            Ok(None) => continue,
             Ok(Some((_, status))) => Some(status),
+            Ok(None) => {
+                // Not exited after all (its pid was someone else's exited child's).
+                children().insert(pid, on_exit);
+                continue;
+            }
+            // Not a child of ours any more: someone else reaped it.
             Err(_) => None,
         };
-        if let Some(on_exit) = children().remove(&pid) {
-            finish(on_exit, status);
-            reaped += 1;
-        }
+        finish(on_exit, status);
+        reaped += 1;
     }
     reaped
 }
