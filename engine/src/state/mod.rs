@@ -19,6 +19,7 @@ use crate::graph::{Graph, GroupIdx, TaskIdx, WaveIdx};
 use crate::record::{Digest, ExitStatus, KillReason, ParentWoken, Record, RunOutcome, Terminal, UpdateStatus, Verdict};
 
 pub use lifecycle::{AttemptOutcome, Phase};
+pub use requests::{MAX_CONTEXT_BYTES, MAX_CONTEXT_KEY, MAX_CONTEXT_VALUE};
 
 /// Why a record could not be applied: the log and the state disagree.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -177,6 +178,8 @@ pub struct State {
     pub(crate) executor: String,
     /// The shared run context (`orch ctx`), a fold of `context_updated` records.
     pub(crate) context: BTreeMap<String, ContextValue>,
+    /// Bytes of the context's keys and values (bounded by `MAX_CONTEXT_BYTES`).
+    pub(crate) context_bytes: usize,
     /// Wake hooks run and not yet answered, per parent, oldest first: the parent's
     /// children are not done while one is out.
     pub(crate) hooks: BTreeMap<TaskIdx, VecDeque<ParentWoken>>,
@@ -224,6 +227,7 @@ impl State {
             applied: 0,
             executor: String::new(),
             context: BTreeMap::new(),
+            context_bytes: 0,
             hooks: BTreeMap::new(),
             finalize: Finalize::Idle,
             last_request: 0,

@@ -14,6 +14,9 @@ use crate::spec::OnStop;
 /// Longest context key, and value, accepted (a value is a record's payload).
 pub const MAX_CONTEXT_KEY: usize = 256;
 pub const MAX_CONTEXT_VALUE: usize = 1 << 20;
+/// Most bytes the whole context holds (keys and values): it is kept in memory, handed to
+/// every hook and `before_finalize`, and printed whole by `orch ctx get`.
+pub const MAX_CONTEXT_BYTES: usize = 64 << 20;
 
 impl State {
     /// Request numbers only grow: a repeated or older number is a log that was tampered
@@ -110,6 +113,21 @@ impl State {
         if c.value.len() > MAX_CONTEXT_VALUE {
             return Err(format!("a context value is at most {MAX_CONTEXT_VALUE} bytes ({} given)", c.value.len()));
         }
+        let held = |v: &ContextValue| match v {
+            ContextValue::Value(s) => s.len(),
+            ContextValue::List(l) => l.iter().map(String::len).sum(),
+        };
+        let (freed, added) = match (c.op, self.context.get(key)) {
+            (ContextOp::Set, Some(old)) => (held(old), c.value.len()),
+            (ContextOp::Set, None) | (ContextOp::Append, None) => (0, key.len() + c.value.len()),
+            (ContextOp::Append, Some(_)) => (0, c.value.len()),
+        };
+        let total = self.context_bytes - freed + added;
+        if total > MAX_CONTEXT_BYTES {
+            return Err(format!(
+                "the context would hold {total} bytes, over its limit of {MAX_CONTEXT_BYTES} (keys and values)"
+            ));
+        }
         match (c.op, self.context.get_mut(key)) {
             (ContextOp::Set, _) => {
                 self.context.insert(key.to_string(), ContextValue::Value(c.value.clone()));
@@ -122,6 +140,7 @@ impl State {
                 return Err(format!("context key {key:?} holds a single value (set): append needs a list key"));
             }
         }
+        self.context_bytes = total;
         Ok(())
     }
 

@@ -305,3 +305,27 @@ fn the_context_is_a_fold_of_its_updates() {
     );
     run.replays();
 }
+
+#[test]
+fn the_context_is_bounded_as_a_whole() {
+    use orch_engine::state::{MAX_CONTEXT_BYTES, MAX_CONTEXT_VALUE};
+    let mut run = Run::start(PLANNER);
+    let big = "x".repeat(MAX_CONTEXT_VALUE);
+    // Whole values (keys count too) up to the last one that fits...
+    let fit = MAX_CONTEXT_BYTES / (3 + MAX_CONTEXT_VALUE);
+    for i in 0..fit {
+        assert_eq!(run.ctx(ContextOp::Set, &format!("k{i:02}"), &big), Ok(()), "value {i}");
+    }
+    // ...then exactly the rest, under the 4-byte key `more`...
+    let rest = MAX_CONTEXT_BYTES - fit * (3 + MAX_CONTEXT_VALUE) - 4;
+    assert_eq!(run.ctx(ContextOp::Append, "more", &big[..rest]), Ok(()));
+    // ...and not one byte more, whatever the op (refused, and recorded as refused).
+    let over = run.ctx(ContextOp::Append, "more", "x").unwrap_err();
+    assert!(over.contains("over its limit"), "{over}");
+    assert!(run.ctx(ContextOp::Set, "z", "").unwrap_err().contains("over its limit"));
+    assert!(!run.core.state().context().contains_key("z"));
+    // Replacing a value frees what it held: the space can be used again.
+    assert_eq!(run.ctx(ContextOp::Set, "k00", "small"), Ok(()));
+    assert_eq!(run.ctx(ContextOp::Append, "more", "x"), Ok(()));
+    run.replays();
+}
