@@ -3,14 +3,14 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use orch_engine::journal::read_records;
+use orch_engine::journal::{first_graph, read_records};
 use orch_engine::record::{Event, Record};
 use orch_engine::runtime::{Resolved, Store};
 use orch_engine::state::State;
 use orch_log_format::{hex, lock_state, Follower, LockState};
 use orch_replay::rollup::Rollup;
 use orch_replay::timeline::Timeline;
-use orch_replay::{redecide, snapshot::snapshot, Summary};
+use orch_replay::{redecide, redecide::redecide_compiled, snapshot::snapshot, Summary};
 
 use crate::args::{Cli, JsonFlag, LogArgs, ReplayArgs, RunRef, ShowArgs};
 use crate::exit::Failure;
@@ -26,8 +26,15 @@ fn to_json(v: &impl serde::Serialize) -> Result<serde_json::Value, Failure> {
 
 pub fn replay(cli: &Cli, a: &ReplayArgs) -> Result<ExitCode, Failure> {
     let run = resolve(cli, &a.run)?;
-    let report = orch_log_format::verify(&run.log)?;
-    let records = read_records(&run.log)?;
+    // The run-started record's spec is parsed and compiled (for a big run, the larger
+    // part of a replay) on a thread of its own while the log is verified and read.
+    let (report, records, graph) = std::thread::scope(|s| {
+        let compiling = a.at.is_none().then(|| s.spawn(|| first_graph(&run.log)));
+        let report = orch_log_format::verify(&run.log);
+        let records = read_records(&run.log);
+        (report, records, compiling.and_then(|c| c.join().ok().flatten()))
+    });
+    let (report, records) = (report?, records?);
     if let Some(at) = a.at {
         let Some(upto) = records.get(..=at as usize) else {
             return Err(Failure::Input(format!(
@@ -47,7 +54,11 @@ pub fn replay(cli: &Cli, a: &ReplayArgs) -> Result<ExitCode, Failure> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let replayed = redecide(&records).map_err(|e| Failure::Mismatch(e.to_string()))?;
+    let replayed = match graph {
+        Some(graph) => redecide_compiled(&records, graph),
+        None => redecide(&records),
+    };
+    let replayed = replayed.map_err(|e| Failure::Mismatch(e.to_string()))?;
     // The graph the re-decided fold compiled: the spec is parsed and compiled once.
     let summary = Summary::of_state(&replayed.state, &records);
     if a.json {

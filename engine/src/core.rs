@@ -85,6 +85,29 @@ impl Core {
         self.settle(out)
     }
 
+    /// Applies a recorded input (re-deciding a log: `recover`), then decides until
+    /// quiescent. Appends only the decisions to `out`: the input is the caller's record,
+    /// applied where it lies (not copied: a run-started record holds the whole spec).
+    pub fn handle_recorded(&mut self, record: &Record, out: &mut Vec<Record>) -> Result<(), ApplyError> {
+        if !record.event.is_input() {
+            return Err(ApplyError::Inconsistent(format!("{} is a decision, not an input", record.event.name())));
+        }
+        self.state.apply(record)?;
+        self.settle(out)
+    }
+
+    /// `handle_recorded` for the run-started record, whose spec the caller has already
+    /// compiled into `graph` (`recover_compiled`).
+    pub fn start_recorded(
+        &mut self,
+        record: &Record,
+        graph: Arc<Graph>,
+        out: &mut Vec<Record>,
+    ) -> Result<(), ApplyError> {
+        self.state.apply_started(record, graph)?;
+        self.settle(out)
+    }
+
     /// Decides and applies until quiescent.
     fn settle(&mut self, out: &mut Vec<Record>) -> Result<(), ApplyError> {
         // Each round discharges at least one obligation, and every obligation is about a

@@ -3,10 +3,13 @@
 //! them back.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use orch_log_format::{Options, Reader, Writer};
 
-use crate::record::{DecodeError, Record};
+use crate::graph::Graph;
+use crate::record::{DecodeError, Event, Record};
+use crate::spec::Spec;
 use crate::state::{ApplyError, State};
 
 /// Why records could not be read back from a log.
@@ -88,6 +91,20 @@ pub fn read_records(dir: &Path) -> Result<Vec<Record>, ReadError> {
         out.push(record);
     }
     Ok(out)
+}
+
+/// The workflow of the log's run-started record, compiled from its spec: what
+/// `recover::recover_compiled` takes, so a reader can compile it (the larger part of
+/// replaying a big run) while it reads the rest of the log. None when the first record
+/// is missing, unreadable, not a run-started record, or its spec invalid: the full path
+/// (`recover`) then says why.
+pub fn first_graph(dir: &Path) -> Option<Arc<Graph>> {
+    let reader = Reader::open(dir).ok()?;
+    let item = reader.iter().next()?.ok()?;
+    let record = Record::decode(item.payload).ok()?;
+    let Event::RunStarted(started) = &record.event else { return None };
+    let spec: Spec = serde_json::from_str(&started.spec).ok()?;
+    Graph::compile(spec, "run_started").ok().map(Arc::new)
 }
 
 /// Why a log could not be folded.

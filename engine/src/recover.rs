@@ -7,7 +7,10 @@
 //! that died, including the decisions of a step the crash cut short (never written, so
 //! never acted on: they are written and performed on resume).
 
+use std::sync::Arc;
+
 use crate::core::Core;
+use crate::graph::Graph;
 use crate::record::Record;
 use crate::state::ApplyError;
 
@@ -42,6 +45,18 @@ pub struct Recovered {
 
 /// Re-drives the scheduler over `records` and checks every recorded decision.
 pub fn recover(records: &[Record]) -> Result<Recovered, RecoverError> {
+    redrive(records, None)
+}
+
+/// `recover`, with the spec of the run-started record (`records[0]`) already compiled
+/// into `graph` — by a caller that compiled it while the rest of the log was being read.
+/// `graph` must be `Graph::compile` of exactly that spec (the record's digest of its spec
+/// is still checked).
+pub fn recover_compiled(records: &[Record], graph: Arc<Graph>) -> Result<Recovered, RecoverError> {
+    redrive(records, Some(graph))
+}
+
+fn redrive(records: &[Record], mut graph: Option<Arc<Graph>>) -> Result<Recovered, RecoverError> {
     let mut core = Core::new();
     let mut derived = Vec::new();
     let mut seq = 0usize;
@@ -51,11 +66,14 @@ pub fn recover(records: &[Record]) -> Result<Recovered, RecoverError> {
             return Err(RecoverError::DecisionFirst(seq as u64));
         }
         derived.clear();
-        core.handle(input.time_ms, input.event.clone(), &mut derived)
-            .map_err(|source| RecoverError::Apply { seq: seq as u64, source })?;
-        // derived[0] is the input itself; the decisions follow it.
-        for (k, decision) in derived.iter().enumerate().skip(1) {
-            let at = seq + k;
+        let applied = match graph.take() {
+            Some(graph) if seq == 0 => core.start_recorded(input, graph, &mut derived),
+            _ => core.handle_recorded(input, &mut derived),
+        };
+        applied.map_err(|source| RecoverError::Apply { seq: seq as u64, source })?;
+        // The decisions the input leads to, each expected right after it.
+        for (k, decision) in derived.iter().enumerate() {
+            let at = seq + 1 + k;
             match records.get(at) {
                 Some(r) if r == decision => {}
                 None => return Ok(Recovered { core, pending: derived[k..].to_vec() }),
@@ -68,7 +86,7 @@ pub fn recover(records: &[Record]) -> Result<Recovered, RecoverError> {
                 }
             }
         }
-        seq += derived.len();
+        seq += 1 + derived.len();
         if let Some(extra) = records.get(seq).filter(|r| !r.event.is_input()) {
             return Err(RecoverError::Divergence(Box::new(Divergence {
                 seq: seq as u64,

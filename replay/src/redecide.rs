@@ -1,7 +1,11 @@
 //! Replay: fold a log from scratch and re-decide at every input, demanding the recorded
 //! decisions byte for byte (the engine's `recover`, which `orch resume` shares).
 
+use std::sync::Arc;
+
+use orch_engine::graph::Graph;
 use orch_engine::record::Record;
+use orch_engine::recover::Recovered;
 use orch_engine::state::State;
 
 pub use orch_engine::recover::{Divergence, RecoverError as Error};
@@ -17,7 +21,16 @@ pub struct Replayed {
 
 /// Re-drives the scheduler over `records` and checks every recorded decision.
 pub fn redecide(records: &[Record]) -> Result<Replayed, Error> {
-    let recovered = orch_engine::recover::recover(records)?;
+    replayed(records, orch_engine::recover::recover(records)?)
+}
+
+/// `redecide`, with the run-started record's spec already compiled into `graph` (see
+/// `orch_engine::recover::recover_compiled`).
+pub fn redecide_compiled(records: &[Record], graph: Arc<Graph>) -> Result<Replayed, Error> {
+    replayed(records, orch_engine::recover::recover_compiled(records, graph)?)
+}
+
+fn replayed(records: &[Record], recovered: Recovered) -> Result<Replayed, Error> {
     let incomplete_from = (!recovered.pending.is_empty()).then_some(records.len() as u64);
     Ok(Replayed { state: recovered.core.into_state(), incomplete_from })
 }

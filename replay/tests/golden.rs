@@ -14,13 +14,14 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use orch_engine::journal::{read_records, Journal};
+use orch_engine::journal::{first_graph, read_records, Journal};
 use orch_engine::record::{Event, Record};
 use orch_engine::sim::simulate;
 use orch_engine::spec::{self, Spec};
 use orch_log_format::{Durability, Options};
 use orch_replay::diff::{diff_logs, Level};
-use orch_replay::{redecide, text};
+use orch_replay::redecide::redecide_compiled;
+use orch_replay::{redecide, text, Summary};
 
 /// The seed every golden log is simulated with.
 const GOLDEN_SEED: u64 = 0;
@@ -166,6 +167,15 @@ fn golden_logs_verify_replay_and_hold_nothing_of_the_host() {
         let replayed = redecide(&records).unwrap_or_else(|e| panic!("{name}: golden log does not replay: {e}"));
         assert_eq!(replayed.incomplete_from, None, "{name}: golden log ends mid-step");
         assert!(replayed.state.is_finished(), "{name}: golden run did not finish");
+        // `orch replay`'s path: the spec compiled apart (while the log is read), the same.
+        let graph = first_graph(&log).unwrap_or_else(|| panic!("{name}: the run-started spec does not compile"));
+        let compiled = redecide_compiled(&records, graph).unwrap_or_else(|e| panic!("{name}: compiled path: {e}"));
+        assert_eq!(compiled.incomplete_from, None, "{name}");
+        assert_eq!(
+            Summary::of_state(&compiled.state, &records),
+            Summary::of_state(&replayed.state, &records),
+            "{name}: the compiled path folds differently"
+        );
 
         let txt_path = golden_dir().join(format!("{name}.txt"));
         let txt = fs::read_to_string(&txt_path).unwrap_or_else(|e| panic!("{}: {e}", txt_path.display()));
@@ -207,4 +217,20 @@ fn a_changed_retry_policy_fails_with_a_diff_naming_the_seq_and_the_task() {
         .expect("the golden retries flaky");
     assert!(report.contains(&format!("first divergence at seq {seq} (task flaky)")), "{report}");
     assert!(report.contains("delay_ms=250") && report.contains("delay_ms=350"), "{report}");
+}
+
+/// Re-deciding with the spec compiled apart finds a divergence exactly where re-deciding
+/// from the records alone does, with the same report.
+#[test]
+fn the_compiled_path_reports_the_same_divergence() {
+    let log = golden_dir().join("retry-fixed/log");
+    let mut records = read_records(&log).unwrap();
+    let at = records.iter().rposition(|r| matches!(r.event, Event::TaskFinished(_))).expect("a task_finished");
+    if let Event::TaskFinished(f) = &mut records[at].event {
+        f.attempts += 1;
+    }
+    let plain = redecide(&records).expect_err("a changed decision diverges").to_string();
+    let compiled = redecide_compiled(&records, first_graph(&log).unwrap()).expect_err("diverges too").to_string();
+    assert_eq!(compiled, plain);
+    assert!(plain.contains(&format!("seq {at}")), "{plain}");
 }
