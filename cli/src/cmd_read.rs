@@ -55,7 +55,7 @@ pub fn replay(cli: &Cli, a: &ReplayArgs) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::SUCCESS);
     }
     let replayed = match graph {
-        Some(graph) => redecide_compiled(&records, graph),
+        Some((digest, graph)) => redecide_compiled(&records, digest, graph),
         None => redecide(&records),
     };
     let replayed = replayed.map_err(|e| Failure::Mismatch(e.to_string()))?;

@@ -35,6 +35,15 @@ fn socket(dir: &Path) -> PathBuf {
     }
 }
 
+/// Lets the held task end when dropped.
+struct Release(PathBuf);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.0, "");
+    }
+}
+
 /// Sends one request; the answer line, if one comes within `wait`.
 fn ask(stream: &mut UnixStream, wait: Duration) -> Option<String> {
     stream.write_all(b"{\"op\":\"ctx_get\",\"key\":null}\n").unwrap();
@@ -57,6 +66,9 @@ fn clients_beyond_the_connection_cap_wait_for_a_free_slot() {
     )
     .unwrap();
     let run = orch(dir, &["run", "wf.toml", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // However this test ends, the task is let go (a failed assert must not leave the run
+    // looping in a deleted directory).
+    let _release = Release(dir.join("go"));
     let path = socket(dir);
 
     // Every slot taken, each proven served by an answer.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use orch_log_format::{Options, Reader, Writer};
 
 use crate::graph::Graph;
-use crate::record::{DecodeError, Event, Record};
+use crate::record::{DecodeError, Digest, Event, Record};
 use crate::spec::Spec;
 use crate::state::{ApplyError, State};
 
@@ -93,18 +93,22 @@ pub fn read_records(dir: &Path) -> Result<Vec<Record>, ReadError> {
     Ok(out)
 }
 
-/// The workflow of the log's run-started record, compiled from its spec: what
-/// `recover::recover_compiled` takes, so a reader can compile it (the larger part of
-/// replaying a big run) while it reads the rest of the log. None when the first record
-/// is missing, unreadable, not a run-started record, or its spec invalid: the full path
-/// (`recover`) then says why.
-pub fn first_graph(dir: &Path) -> Option<Arc<Graph>> {
+/// The workflow of the log's run-started record, compiled from its spec, with the spec's
+/// digest as recorded: what `recover::recover_compiled` takes, so a reader can compile it
+/// (the larger part of replaying a big run) while it reads the rest of the log. None when
+/// the first record is missing, unreadable, not a run-started record, or its spec does
+/// not match its digest or is invalid: the full path (`recover`) then says why.
+pub fn first_graph(dir: &Path) -> Option<(Digest, Arc<Graph>)> {
     let reader = Reader::open(dir).ok()?;
     let item = reader.iter().next()?.ok()?;
     let record = Record::decode(item.payload).ok()?;
     let Event::RunStarted(started) = &record.event else { return None };
+    if Digest::of(started.spec.as_bytes()) != started.spec_digest {
+        return None;
+    }
     let spec: Spec = serde_json::from_str(&started.spec).ok()?;
-    Graph::compile(spec, "run_started").ok().map(Arc::new)
+    let graph = Graph::compile(spec, "run_started").ok()?;
+    Some((started.spec_digest, Arc::new(graph)))
 }
 
 /// Why a log could not be folded.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::core::Core;
 use crate::graph::Graph;
-use crate::record::Record;
+use crate::record::{Digest, Event, Record};
 use crate::state::ApplyError;
 
 /// The first place where the log and the re-derived decisions part ways.
@@ -49,11 +49,14 @@ pub fn recover(records: &[Record]) -> Result<Recovered, RecoverError> {
 }
 
 /// `recover`, with the spec of the run-started record (`records[0]`) already compiled
-/// into `graph` — by a caller that compiled it while the rest of the log was being read.
-/// `graph` must be `Graph::compile` of exactly that spec (the record's digest of its spec
-/// is still checked).
-pub fn recover_compiled(records: &[Record], graph: Arc<Graph>) -> Result<Recovered, RecoverError> {
-    redrive(records, Some(graph))
+/// into `graph` — by a caller that compiled it while the rest of the log was being read
+/// (`journal::first_graph`). `spec_digest` is the digest of the spec it was compiled
+/// from: unless `records[0]` is a run-started record naming that very digest (say the
+/// log was replaced between the two reads), the graph is not used and the spec is
+/// compiled from the record, as `recover` does.
+pub fn recover_compiled(records: &[Record], spec_digest: Digest, graph: Arc<Graph>) -> Result<Recovered, RecoverError> {
+    let same = matches!(records.first().map(|r| &r.event), Some(Event::RunStarted(s)) if s.spec_digest == spec_digest);
+    redrive(records, same.then_some(graph))
 }
 
 fn redrive(records: &[Record], mut graph: Option<Arc<Graph>>) -> Result<Recovered, RecoverError> {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use orch_engine::graph::Graph;
-use orch_engine::record::Record;
+use orch_engine::record::{Digest, Record};
 use orch_engine::recover::Recovered;
 use orch_engine::state::State;
 
@@ -26,8 +26,8 @@ pub fn redecide(records: &[Record]) -> Result<Replayed, Error> {
 
 /// `redecide`, with the run-started record's spec already compiled into `graph` (see
 /// `orch_engine::recover::recover_compiled`).
-pub fn redecide_compiled(records: &[Record], graph: Arc<Graph>) -> Result<Replayed, Error> {
-    replayed(records, orch_engine::recover::recover_compiled(records, graph)?)
+pub fn redecide_compiled(records: &[Record], spec_digest: Digest, graph: Arc<Graph>) -> Result<Replayed, Error> {
+    replayed(records, orch_engine::recover::recover_compiled(records, spec_digest, graph)?)
 }
 
 fn replayed(records: &[Record], recovered: Recovered) -> Result<Replayed, Error> {

@@ -168,8 +168,10 @@ fn golden_logs_verify_replay_and_hold_nothing_of_the_host() {
         assert_eq!(replayed.incomplete_from, None, "{name}: golden log ends mid-step");
         assert!(replayed.state.is_finished(), "{name}: golden run did not finish");
         // `orch replay`'s path: the spec compiled apart (while the log is read), the same.
-        let graph = first_graph(&log).unwrap_or_else(|| panic!("{name}: the run-started spec does not compile"));
-        let compiled = redecide_compiled(&records, graph).unwrap_or_else(|e| panic!("{name}: compiled path: {e}"));
+        let (digest, graph) =
+            first_graph(&log).unwrap_or_else(|| panic!("{name}: the run-started spec does not compile"));
+        let compiled =
+            redecide_compiled(&records, digest, graph).unwrap_or_else(|e| panic!("{name}: compiled path: {e}"));
         assert_eq!(compiled.incomplete_from, None, "{name}");
         assert_eq!(
             Summary::of_state(&compiled.state, &records),
@@ -230,7 +232,20 @@ fn the_compiled_path_reports_the_same_divergence() {
         f.attempts += 1;
     }
     let plain = redecide(&records).expect_err("a changed decision diverges").to_string();
-    let compiled = redecide_compiled(&records, first_graph(&log).unwrap()).expect_err("diverges too").to_string();
+    let (digest, graph) = first_graph(&log).unwrap();
+    let compiled = redecide_compiled(&records, digest, graph).expect_err("diverges too").to_string();
     assert_eq!(compiled, plain);
     assert!(plain.contains(&format!("seq {at}")), "{plain}");
+}
+
+/// A graph compiled from another log's spec is not used: the records' own spec decides.
+#[test]
+fn a_graph_of_another_spec_is_not_used() {
+    let records = read_records(&golden_dir().join("retry-fixed/log")).unwrap();
+    let (digest, other) = first_graph(&golden_dir().join("dag/log")).unwrap();
+    let replayed = redecide_compiled(&records, digest, other).expect("replays with its own spec");
+    assert_eq!(
+        Summary::of_state(&replayed.state, &records),
+        Summary::of_state(&redecide(&records).unwrap().state, &records)
+    );
 }

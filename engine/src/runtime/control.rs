@@ -25,9 +25,9 @@ pub const SOCKET_NAME: &str = "control.sock";
 /// Longest request line accepted (a task spec, a context value of up to 1 MiB, JSON-escaped).
 const MAX_LINE: usize = 8 << 20;
 
-/// Most connections served at once. Beyond it, clients wait in the socket's backlog (their
-/// `connect` blocks) until one closes: descriptors stay free for the children's spawns,
-/// and buffered request lines stay bounded (at most this many × `MAX_LINE`).
+/// Most connections served at once. Beyond it, clients wait in the socket's backlog (they
+/// connect and write, and their answer waits) until one closes: descriptors stay free for
+/// the children's spawns, and buffered request lines stay bounded (this many × `MAX_LINE`).
 pub const MAX_CONNECTIONS: usize = 128;
 
 /// What a client asks.

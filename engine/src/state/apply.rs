@@ -213,8 +213,9 @@ impl State {
     }
 
     /// Applies a run-started record whose spec the caller has already compiled into
-    /// `graph` (the live engine made the record from that very spec; replay, which has
-    /// only the record, goes through `apply` and parses it).
+    /// `graph`: the live engine made the record from that very spec; `orch replay`
+    /// compiled it on a second thread (`recover_compiled`, which checks the spec's digest
+    /// against the record's). A fold from records alone goes through `apply`.
     pub(crate) fn apply_started(&mut self, record: &Record, graph: Arc<Graph>) -> Result<(), ApplyError> {
         let Event::RunStarted(r) = &record.event else {
             return Err(ApplyError::Inconsistent("apply_started takes a run_started record".into()));

@@ -19,7 +19,7 @@ use crate::graph::{Graph, GroupIdx, TaskIdx, WaveIdx};
 use crate::record::{Digest, ExitStatus, KillReason, ParentWoken, Record, RunOutcome, Terminal, UpdateStatus, Verdict};
 
 pub use lifecycle::{AttemptOutcome, Phase};
-pub use requests::{MAX_CONTEXT_BYTES, MAX_CONTEXT_KEY, MAX_CONTEXT_VALUE};
+pub use requests::{CONTEXT_ITEM_OVERHEAD, MAX_CONTEXT_BYTES, MAX_CONTEXT_KEY, MAX_CONTEXT_VALUE};
 
 /// Why a record could not be applied: the log and the state disagree.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -17,6 +17,9 @@ pub const MAX_CONTEXT_VALUE: usize = 1 << 20;
 /// Most bytes the whole context holds (keys and values): it is kept in memory, handed to
 /// every hook and `before_finalize`, and printed whole by `orch ctx get`.
 pub const MAX_CONTEXT_BYTES: usize = 64 << 20;
+/// What each value (a set value, or one item of a list) counts for beyond its bytes, so
+/// that appending empty strings cannot grow a list without bound.
+pub const CONTEXT_ITEM_OVERHEAD: usize = 16;
 
 impl State {
     /// Request numbers only grow: a repeated or older number is a log that was tampered
@@ -113,14 +116,18 @@ impl State {
         if c.value.len() > MAX_CONTEXT_VALUE {
             return Err(format!("a context value is at most {MAX_CONTEXT_VALUE} bytes ({} given)", c.value.len()));
         }
+        if let (ContextOp::Append, Some(ContextValue::Value(_))) = (c.op, self.context.get(key)) {
+            return Err(format!("context key {key:?} holds a single value (set): append needs a list key"));
+        }
+        let item = |s: &String| s.len() + CONTEXT_ITEM_OVERHEAD;
         let held = |v: &ContextValue| match v {
-            ContextValue::Value(s) => s.len(),
-            ContextValue::List(l) => l.iter().map(String::len).sum(),
+            ContextValue::Value(s) => item(s),
+            ContextValue::List(l) => l.iter().map(item).sum(),
         };
         let (freed, added) = match (c.op, self.context.get(key)) {
-            (ContextOp::Set, Some(old)) => (held(old), c.value.len()),
-            (ContextOp::Set, None) | (ContextOp::Append, None) => (0, key.len() + c.value.len()),
-            (ContextOp::Append, Some(_)) => (0, c.value.len()),
+            (ContextOp::Set, Some(old)) => (held(old), item(&c.value)),
+            (_, None) => (0, key.len() + item(&c.value)),
+            (ContextOp::Append, Some(_)) => (0, item(&c.value)),
         };
         let total = self.context_bytes - freed + added;
         if total > MAX_CONTEXT_BYTES {

@@ -308,24 +308,28 @@ fn the_context_is_a_fold_of_its_updates() {
 
 #[test]
 fn the_context_is_bounded_as_a_whole() {
-    use orch_engine::state::{MAX_CONTEXT_BYTES, MAX_CONTEXT_VALUE};
+    use orch_engine::state::{CONTEXT_ITEM_OVERHEAD as ITEM, MAX_CONTEXT_BYTES, MAX_CONTEXT_VALUE};
     let mut run = Run::start(PLANNER);
     let big = "x".repeat(MAX_CONTEXT_VALUE);
-    // Whole values (keys count too) up to the last one that fits...
-    let fit = MAX_CONTEXT_BYTES / (3 + MAX_CONTEXT_VALUE);
+    // Whole values (keys and a per-value overhead count too) up to the last that fits...
+    let entry = 3 + ITEM + MAX_CONTEXT_VALUE;
+    let fit = MAX_CONTEXT_BYTES / entry;
     for i in 0..fit {
         assert_eq!(run.ctx(ContextOp::Set, &format!("k{i:02}"), &big), Ok(()), "value {i}");
     }
-    // ...then exactly the rest, under the 4-byte key `more`...
-    let rest = MAX_CONTEXT_BYTES - fit * (3 + MAX_CONTEXT_VALUE) - 4;
+    // ...then exactly the rest, as the first item of the 4-byte key `more`...
+    let rest = MAX_CONTEXT_BYTES - fit * entry - 4 - ITEM;
     assert_eq!(run.ctx(ContextOp::Append, "more", &big[..rest]), Ok(()));
-    // ...and not one byte more, whatever the op (refused, and recorded as refused).
-    let over = run.ctx(ContextOp::Append, "more", "x").unwrap_err();
+    // ...and nothing more, whatever the op (refused, and recorded as refused): not even
+    // an empty item.
+    let over = run.ctx(ContextOp::Append, "more", "").unwrap_err();
     assert!(over.contains("over its limit"), "{over}");
     assert!(run.ctx(ContextOp::Set, "z", "").unwrap_err().contains("over its limit"));
     assert!(!run.core.state().context().contains_key("z"));
+    // The kind of a key is checked first: appending to a single value says so.
+    assert!(run.ctx(ContextOp::Append, "k01", "").unwrap_err().contains("single value"));
     // Replacing a value frees what it held: the space can be used again.
     assert_eq!(run.ctx(ContextOp::Set, "k00", "small"), Ok(()));
-    assert_eq!(run.ctx(ContextOp::Append, "more", "x"), Ok(()));
+    assert_eq!(run.ctx(ContextOp::Append, "more", ""), Ok(()));
     run.replays();
 }
