@@ -135,16 +135,14 @@ impl State {
                 "the context would hold {total} bytes, over its limit of {MAX_CONTEXT_BYTES} (keys and values)"
             ));
         }
+        // (Appending to a single value was refused above.)
         match (c.op, self.context.get_mut(key)) {
-            (ContextOp::Set, _) => {
-                self.context.insert(key.to_string(), ContextValue::Value(c.value.clone()));
-            }
-            (ContextOp::Append, None) => {
+            (ContextOp::Append, Some(ContextValue::List(list))) => list.push(c.value.clone()),
+            (ContextOp::Append, _) => {
                 self.context.insert(key.to_string(), ContextValue::List(vec![c.value.clone()]));
             }
-            (ContextOp::Append, Some(ContextValue::List(list))) => list.push(c.value.clone()),
-            (ContextOp::Append, Some(ContextValue::Value(_))) => {
-                return Err(format!("context key {key:?} holds a single value (set): append needs a list key"));
+            (ContextOp::Set, _) => {
+                self.context.insert(key.to_string(), ContextValue::Value(c.value.clone()));
             }
         }
         self.context_bytes = total;
