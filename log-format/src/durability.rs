@@ -48,8 +48,10 @@ impl std::str::FromStr for Durability {
             other => match other.strip_prefix("batch:") {
                 Some(ms) => {
                     let ms = ms.strip_suffix("ms").unwrap_or(ms);
-                    match ms.parse::<u64>() {
-                        Ok(ms @ 1..=Self::MAX_BATCH_INTERVAL_MS) => {
+                    // Digits only: `u64`'s parser would also take a sign (`batch:+5`).
+                    let digits = !ms.is_empty() && ms.bytes().all(|b| b.is_ascii_digit());
+                    match ms.parse::<u64>().ok().filter(|_| digits) {
+                        Some(ms @ 1..=Self::MAX_BATCH_INTERVAL_MS) => {
                             Ok(Durability::Batch { interval: Duration::from_millis(ms) })
                         }
                         _ => Err(Error::InvalidOption(format!(

@@ -59,7 +59,7 @@ fn durability_parses_from_its_cli_spelling() {
     assert_eq!("batch:10".parse::<Durability>().unwrap(), ms(10));
     assert_eq!("batch:10ms".parse::<Durability>().unwrap(), ms(10));
     assert_eq!("batch:10000".parse::<Durability>().unwrap(), ms(10_000));
-    for bad in ["batch:", "batch:0", "batch:10001", "batch:-1", "batch:1s", "batch:ten"] {
+    for bad in ["batch:", "batch:0", "batch:10001", "batch:-1", "batch:+5", "batch: 5", "batch:1s", "batch:ten"] {
         let err = bad.parse::<Durability>().unwrap_err();
         assert!(err.to_string().contains("1 to 10000 milliseconds"), "{bad}: {err}");
     }

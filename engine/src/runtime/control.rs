@@ -30,6 +30,12 @@ const MAX_LINE: usize = 8 << 20;
 /// the children's spawns, and buffered request lines stay bounded (this many × `MAX_LINE`).
 pub const MAX_CONNECTIONS: usize = 128;
 
+/// A connection that has not completed its next request line this long after its last
+/// answer (or after it was accepted) is closed: connections are capped, so clients that
+/// connect and go quiet would otherwise shut everyone else out for the rest of the run.
+/// The time waiting for the engine's answer does not count.
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What a client asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
@@ -232,9 +238,11 @@ async fn serve(stream: tokio::net::UnixStream, tx: mpsc::UnboundedSender<Pending
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = match (&mut lines).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line).await {
-            Ok(n) => n,
-            Err(_) => return,
+        let mut bounded = (&mut lines).take(MAX_LINE as u64 + 1);
+        let n = match tokio::time::timeout(IDLE_TIMEOUT, bounded.read_until(b'\n', &mut line)).await {
+            Ok(Ok(n)) => n,
+            // Idle (or trickling a line) past the timeout, or a broken connection.
+            Ok(Err(_)) | Err(_) => return,
         };
         if n == 0 {
             return;
@@ -276,5 +284,52 @@ struct Answered<'a>(&'a AtomicUsize);
 impl Drop for Answered<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Serves one end of a socket pair; returns the client's end and the serving task.
+    fn served() -> (tokio::net::UnixStream, tokio::task::JoinHandle<()>, mpsc::UnboundedReceiver<Pending>) {
+        let (client, server) = tokio::net::UnixStream::pair().expect("socket pair");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(serve(server, tx, Arc::new(AtomicUsize::new(0))));
+        (client, task, rx)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_connection_is_closed_after_the_idle_timeout() {
+        let (mut client, task, _rx) = served();
+        let start = tokio::time::Instant::now();
+        let mut rest = Vec::new();
+        // The engine closes its end: the client reads end-of-file, with nothing said.
+        let closed = tokio::time::timeout(IDLE_TIMEOUT * 2, client.read_to_end(&mut rest)).await;
+        closed.expect("closed within the timeout").expect("read");
+        assert!(rest.is_empty());
+        assert_eq!(start.elapsed(), IDLE_TIMEOUT);
+        task.await.expect("serve ended");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_the_engine_does_not_count_as_idle() {
+        let (mut client, task, mut rx) = served();
+        client.write_all(b"{\"op\":\"list\",\"ready\":false}\n").await.expect("write");
+        let pending = rx.recv().await.expect("request forwarded");
+        // The engine takes longer than the idle timeout to answer.
+        tokio::time::sleep(IDLE_TIMEOUT * 2).await;
+        pending.reply.send(Response::ok(None)).expect("answer");
+        let mut answer = String::new();
+        tokio::io::BufReader::new(&mut client).read_line(&mut answer).await.expect("read");
+        assert_eq!(answer, "{\"ok\":true}\n");
+        // The clock restarts after the answer: a second request just inside it is served.
+        tokio::time::sleep(IDLE_TIMEOUT - std::time::Duration::from_millis(1)).await;
+        client.write_all(b"{\"op\":\"ctx_get\",\"key\":null}\n").await.expect("write");
+        let pending = rx.recv().await.expect("second request forwarded");
+        assert_eq!(pending.request, Request::CtxGet { key: None });
+        drop(pending);
+        drop(client);
+        task.await.expect("serve ended");
     }
 }
