@@ -2,10 +2,11 @@
 //! dispatch and completion seqs, parents from the spec), gathered in one pass, and the
 //! comparison of the two specs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use orch_engine::record::{Digest, Event, Record};
-use orch_engine::spec::Spec;
+use orch_engine::spec::{Spec, TaskSpec};
 
 use super::{RunResult, SpecDiff, TaskOutcome, WaveOutcome};
 
@@ -15,6 +16,8 @@ use super::{RunResult, SpecDiff, TaskOutcome, WaveOutcome};
 #[derive(Debug, Default, Clone)]
 pub(super) struct Facts {
     pub spec: Option<(String, Digest)>,
+    /// That spec, parsed (None: absent or unreadable). Shared: the fast path clones facts.
+    pub parsed: Option<Arc<Spec>>,
     /// Declaration order of the tasks (from the spec).
     pub order: Vec<String>,
     /// Task → its parent (None: the run).
@@ -52,6 +55,7 @@ impl Facts {
                 // still works, only sibling groups are coarser.
                 if let Ok(spec) = serde_json::from_str::<Spec>(&s.spec) {
                     f.learn_spec(&spec);
+                    f.parsed = Some(Arc::new(spec));
                 }
             }
             Event::AttemptDispatched(d) => {
@@ -113,13 +117,44 @@ impl Facts {
 // ---- the spec -----------------------------------------------------------------------
 
 pub(super) fn spec_diff(a: &Facts, b: &Facts) -> Option<SpecDiff> {
-    let (sa, da) = a.spec.clone().unwrap_or_default();
-    let (sb, db) = b.spec.clone().unwrap_or_default();
+    let (sa, da) = a.spec.as_ref().map_or(("", Digest::default()), |(s, d)| (s.as_str(), *d));
+    let (sb, db) = b.spec.as_ref().map_or(("", Digest::default()), |(s, d)| (s.as_str(), *d));
     if sa == sb {
         return None;
     }
+    let (run, waves, tasks) = match (&a.parsed, &b.parsed) {
+        (Some(x), Some(y)) => parsed_diff(a, b, x, y),
+        _ => json_diff(a, b, sa, sb),
+    };
+    Some(SpecDiff { digests: [da, db], run, waves, tasks })
+}
+
+/// Two readable specs, compared as parsed: `[run]`, `[[wave]]`s, and the tasks whose
+/// entries differ (or that one side lacks), in A's then B's declaration order. An id
+/// declared twice compares its last entry, as the JSON comparison below does.
+fn parsed_diff(a: &Facts, b: &Facts, x: &Spec, y: &Spec) -> (bool, bool, Vec<String>) {
+    // Only looked up, never iterated: the order comes from `order`.
+    let (tx, ty) = (tasks_by_id(x), tasks_by_id(y));
+    let mut seen = HashSet::new();
+    // `order` holds every declared id (and ids only records name, which neither spec has).
+    let changed = a
+        .order
+        .iter()
+        .chain(&b.order)
+        .filter(|id| seen.insert(id.as_str()) && tx.get(id.as_str()) != ty.get(id.as_str()))
+        .cloned()
+        .collect();
+    (x.run != y.run, x.waves != y.waves, changed)
+}
+
+fn tasks_by_id(spec: &Spec) -> HashMap<&str, &TaskSpec> {
+    spec.tasks.iter().map(|t| (t.id.as_str(), t)).collect()
+}
+
+/// The fallback for a spec that does not parse as one: the two compared as JSON values.
+fn json_diff(a: &Facts, b: &Facts, sa: &str, sb: &str) -> (bool, bool, Vec<String>) {
     let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or(serde_json::Value::Null);
-    let (ja, jb) = (parse(&sa), parse(&sb));
+    let (ja, jb) = (parse(sa), parse(sb));
     let tasks_of = |j: &serde_json::Value| -> BTreeMap<String, serde_json::Value> {
         j.get("task")
             .and_then(|t| t.as_array())
@@ -139,10 +174,68 @@ pub(super) fn spec_diff(a: &Facts, b: &Facts) -> Option<SpecDiff> {
             changed.push(id.clone());
         }
     }
-    Some(SpecDiff {
-        digests: [da, db],
-        run: ja.get("run") != jb.get("run"),
-        waves: ja.get("wave") != jb.get("wave"),
-        tasks: changed,
-    })
+    (ja.get("run") != jb.get("run"), ja.get("wave") != jb.get("wave"), changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orch_engine::core::run_started;
+    use orch_engine::spec::{self, Command};
+
+    fn facts(spec: &Spec) -> Facts {
+        Facts::of(&[Record::new(0, run_started(spec, "sim"))])
+    }
+
+    /// Edits of a spec, each touching one part of it.
+    fn edits(spec: &Spec) -> Vec<Spec> {
+        let mut out = Vec::new();
+        let mut e = spec.clone();
+        e.run.name = Some("renamed".into());
+        out.push(e);
+        if let Some(last) = spec.tasks.last() {
+            let mut e = spec.clone();
+            e.tasks.last_mut().unwrap().command = Some(Command::Shell("echo edited".into()));
+            out.push(e);
+            let mut e = spec.clone();
+            e.tasks.pop();
+            e.waves.iter_mut().for_each(|w| w.tasks.retain(|t| *t != last.id));
+            out.push(e);
+            let mut e = spec.clone();
+            e.tasks.insert(0, TaskSpec { id: "added".into(), ..last.clone() });
+            out.push(e);
+            let mut e = spec.clone();
+            e.tasks.push(TaskSpec { id: spec.tasks[0].id.clone(), ..last.clone() }); // an id twice
+            out.push(e);
+        }
+        if !spec.waves.is_empty() {
+            let mut e = spec.clone();
+            e.waves[0].max_concurrency = Some(99);
+            out.push(e);
+        }
+        out
+    }
+
+    #[test]
+    fn parsed_specs_compare_as_their_json_does() {
+        let dirs = ["features", "examples"].map(|d| format!("{}/../fixtures/{d}", env!("CARGO_MANIFEST_DIR")));
+        let mut compared = 0;
+        for dir in dirs {
+            for entry in std::fs::read_dir(&dir).expect("fixtures") {
+                let path = entry.expect("entry").path();
+                let Ok(spec) = spec::load(&path) else { continue };
+                let a = facts(&spec);
+                for edited in edits(&spec) {
+                    let b = facts(&edited);
+                    let parsed = spec_diff(&a, &b).expect("the specs differ");
+                    let (mut ja, mut jb) = (a.clone(), b.clone());
+                    (ja.parsed, jb.parsed) = (None, None);
+                    assert_eq!(Some(&parsed), spec_diff(&ja, &jb).as_ref(), "{}", path.display());
+                    compared += 1;
+                }
+                assert_eq!(spec_diff(&a, &a.clone()), None);
+            }
+        }
+        assert!(compared > 50, "only {compared} edits compared");
+    }
 }
