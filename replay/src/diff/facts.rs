@@ -12,6 +12,11 @@ use super::{RunResult, SpecDiff, TaskOutcome, WaveOutcome};
 
 // ---- facts gathered from one log ---------------------------------------------------
 
+/// Per task id. A hash map (Fx: no random keys), only ever looked up: everything that
+/// reaches the report is iterated in `order`, in seq order or through a sorted set. A
+/// million-record log spent most of its facts time comparing ids in `BTreeMap`s.
+pub(super) type ById<V> = rustc_hash::FxHashMap<String, V>;
+
 /// Everything the semantic report needs from one side, gathered in one pass.
 #[derive(Debug, Default, Clone)]
 pub(super) struct Facts {
@@ -21,18 +26,18 @@ pub(super) struct Facts {
     /// Declaration order of the tasks (from the spec).
     pub order: Vec<String>,
     /// Task → its parent (None: the run).
-    pub parent: BTreeMap<String, Option<String>>,
-    pub tasks: BTreeMap<String, TaskOutcome>,
+    pub parent: ById<Option<String>>,
+    pub tasks: ById<TaskOutcome>,
     pub waves: BTreeMap<(Option<String>, u32), WaveOutcome>,
     pub run: Option<RunResult>,
     /// Task → seq of its first dispatch / its task_finished.
-    pub dispatched: BTreeMap<String, u64>,
-    pub finished: BTreeMap<String, u64>,
+    pub dispatched: ById<u64>,
+    pub finished: ById<u64>,
     /// Dispatches and completions before this seq on both sides are left out of the race
     /// search: 0 for whole logs; the fast path's common prefix (see `fast`).
     pub floor: u64,
     /// Task → attempts lost when the engine died (see `absorb`).
-    pub lost: BTreeMap<String, u32>,
+    pub lost: ById<u32>,
 }
 
 impl Facts {
@@ -58,23 +63,23 @@ impl Facts {
                     f.parsed = Some(Arc::new(spec));
                 }
             }
-            Event::AttemptDispatched(d) => {
-                f.dispatched.entry(d.task.clone()).or_insert(seq);
+            Event::AttemptDispatched(d) if !f.dispatched.contains_key(&d.task) => {
+                f.dispatched.insert(d.task.clone(), seq);
             }
-            Event::AttemptExited(e) => {
-                let t = f.tasks.entry(e.task.clone()).or_default();
-                t.output = Some(e.output);
-            }
+            Event::AttemptExited(e) => f.outcome(&e.task).output = Some(e.output),
             Event::AttemptLost(l) => *f.lost.entry(l.task.clone()).or_default() += 1,
             Event::TaskFinished(done) => {
                 // Attempts lost to an engine crash are left out: a resumed run compares
                 // equal to an uninterrupted one, as its aggregates do.
                 let lost = f.lost.get(&done.task).copied().unwrap_or(0);
-                let t = f.tasks.entry(done.task.clone()).or_default();
+                let t = f.outcome(&done.task);
                 t.state = Some(done.state);
                 t.attempts = done.attempts.saturating_sub(lost);
                 t.aggregate = done.aggregate;
-                f.finished.insert(done.task.clone(), seq);
+                match f.finished.get_mut(&done.task) {
+                    Some(at) => *at = seq,
+                    None => _ = f.finished.insert(done.task.clone(), seq),
+                }
             }
             Event::WaveClosed(w) => {
                 let outcome = WaveOutcome { failures: w.failures, stopped: w.stopped, aggregate: w.aggregate };
@@ -83,6 +88,15 @@ impl Facts {
             Event::RunFinished(done) => f.run = Some(RunResult { outcome: done.outcome, aggregate: done.aggregate }),
             _ => {}
         }
+    }
+
+    /// The task's outcome so far, made on its first mention (without cloning its id
+    /// for every record that names it).
+    fn outcome(&mut self, task: &str) -> &mut TaskOutcome {
+        if !self.tasks.contains_key(task) {
+            self.tasks.insert(task.to_string(), TaskOutcome::default());
+        }
+        self.tasks.get_mut(task).expect("just made")
     }
 
     /// After the last record: every task the spec declares or the records name has an
@@ -94,8 +108,12 @@ impl Facts {
             f.tasks.keys().chain(f.dispatched.keys()).filter(|id| !f.parent.contains_key(*id)).cloned().collect();
         f.order.extend(unknown);
         for id in &f.order {
-            f.parent.entry(id.clone()).or_insert(None);
-            f.tasks.entry(id.clone()).or_default();
+            if !f.parent.contains_key(id) {
+                f.parent.insert(id.clone(), None);
+            }
+            if !f.tasks.contains_key(id) {
+                f.tasks.insert(id.clone(), TaskOutcome::default());
+            }
         }
     }
 

@@ -34,7 +34,7 @@
 //! path fails; `orch replay` reports it.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use orch_engine::journal::{read_records, ReadError};
@@ -42,7 +42,7 @@ use orch_engine::record::{Event, Record};
 use orch_engine::spec::Spec;
 use orch_log_format::Reader;
 
-use super::facts::Facts;
+use super::facts::{ById, Facts};
 use super::first::{describe, same_record};
 use super::view::{peek, Side};
 use super::{diff, outcomes, races, Error, Level, Report};
@@ -308,7 +308,7 @@ fn facts(a: &Side<'_>, b: &Side<'_>, k: usize, level: Level) -> Result<Option<(F
     // Whether the spec matters (see the module doc).
     let named = |f: &Facts, t: &str| f.tasks.contains_key(t) || f.dispatched.contains_key(t);
     let one_sided = tasks.iter().any(|t| named(&fa, t) != named(&fb, t));
-    let racing = |pa: &BTreeMap<String, u64>, pb: &BTreeMap<String, u64>| {
+    let racing = |pa: &ById<u64>, pb: &ById<u64>| {
         pa.iter().filter(|(t, &x)| pb.get(*t).is_some_and(|&y| x >= k as u64 || y >= k as u64)).count() >= 2
     };
     let mut need_spec = one_sided
@@ -337,7 +337,7 @@ fn facts(a: &Side<'_>, b: &Side<'_>, k: usize, level: Level) -> Result<Option<(F
 /// The candidates the spec declares, in declaration order, with their parents: what
 /// `Facts::learn_spec` gives, restricted to them (nothing for an unreadable spec).
 #[allow(clippy::type_complexity)]
-fn declared(a: &Side<'_>, tasks: &BTreeSet<&str>) -> Result<(Vec<String>, BTreeMap<String, Option<String>>), Error> {
+fn declared(a: &Side<'_>, tasks: &BTreeSet<&str>) -> Result<(Vec<String>, ById<Option<String>>), Error> {
     let record = decode(a.first, a.dir, 0)?;
     let mut f = Facts::default();
     if let Event::RunStarted(s) = &record.event {
