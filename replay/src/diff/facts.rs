@@ -1,21 +1,34 @@
 //! What the semantic report needs from one log (task outcomes, waves, the run, first
-//! dispatch and completion seqs, parents from the spec), gathered in one pass, and the
-//! comparison of the two specs.
+//! dispatch and completion seqs, parents from the spec), gathered in one pass.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use orch_engine::record::{Digest, Event, Record};
 use orch_engine::spec::{Spec, TaskSpec};
 
-use super::{RunResult, SpecDiff, TaskOutcome, WaveOutcome};
+use super::ids::Ids;
+use super::{RaceKind, RunResult, TaskOutcome, WaveOutcome};
 
-// ---- facts gathered from one log ---------------------------------------------------
-
-/// Per task id. A hash map (Fx: no random keys), only ever looked up: everything that
-/// reaches the report is iterated in `order`, in seq order or through a sorted set. A
-/// million-record log spent most of its facts time comparing ids in `BTreeMap`s.
-pub(super) type ById<V> = rustc_hash::FxHashMap<String, V>;
+/// One task as one side knows it.
+#[derive(Debug, Clone, Default)]
+pub(super) struct TaskFacts {
+    /// Declared by the spec (or by `declare`); otherwise only records name it, or it is
+    /// only some task's parent.
+    pub declared: bool,
+    /// Its parent (None: the run).
+    pub parent: Option<u32>,
+    /// Present once an exit or a finish names the task (and, after `settle`, for every
+    /// task in `order`).
+    pub outcome: Option<TaskOutcome>,
+    /// Seq of its first dispatch, and of its (last) `task_finished`.
+    pub dispatched: Option<u64>,
+    pub finished: Option<u64>,
+    /// Attempts lost when the engine died (see `absorb`).
+    pub lost: u32,
+    /// Its entry in the side's spec (the last, for an id declared twice).
+    pub spec_at: Option<u32>,
+}
 
 /// Everything the semantic report needs from one side, gathered in one pass.
 #[derive(Debug, Default, Clone)]
@@ -23,21 +36,17 @@ pub(super) struct Facts {
     pub spec: Option<(String, Digest)>,
     /// That spec, parsed (None: absent or unreadable). Shared: the fast path clones facts.
     pub parsed: Option<Arc<Spec>>,
-    /// Declaration order of the tasks (from the spec).
-    pub order: Vec<String>,
-    /// Task → its parent (None: the run).
-    pub parent: ById<Option<String>>,
-    pub tasks: ById<TaskOutcome>,
+    ids: Ids,
+    /// By id index.
+    tasks: Vec<TaskFacts>,
+    /// The declared tasks in declaration order; after `settle`, then the tasks only
+    /// records name, by id.
+    order: Vec<u32>,
     pub waves: BTreeMap<(Option<String>, u32), WaveOutcome>,
     pub run: Option<RunResult>,
-    /// Task → seq of its first dispatch / its task_finished.
-    pub dispatched: ById<u64>,
-    pub finished: ById<u64>,
     /// Dispatches and completions before this seq on both sides are left out of the race
     /// search: 0 for whole logs; the fast path's common prefix (see `fast`).
     pub floor: u64,
-    /// Task → attempts lost when the engine died (see `absorb`).
-    pub lost: ById<u32>,
 }
 
 impl Facts {
@@ -52,208 +61,175 @@ impl Facts {
 
     /// Takes in one record; records must come in seq order.
     pub fn absorb(&mut self, seq: u64, r: &Record) {
-        let f = self;
         match &r.event {
-            Event::RunStarted(s) if f.spec.is_none() => {
-                f.spec = Some((s.spec.clone(), s.spec_digest));
+            Event::RunStarted(s) if self.spec.is_none() => {
+                self.spec = Some((s.spec.clone(), s.spec_digest));
                 // An unreadable spec leaves every task a child of the run: the diff
                 // still works, only sibling groups are coarser.
                 if let Ok(spec) = serde_json::from_str::<Spec>(&s.spec) {
-                    f.learn_spec(&spec);
-                    f.parsed = Some(Arc::new(spec));
+                    for (at, (id, parent)) in declarations(&spec).enumerate() {
+                        let i = self.declare_one(id, parent);
+                        self.tasks[i as usize].spec_at = Some(at as u32);
+                    }
+                    self.parsed = Some(Arc::new(spec));
                 }
             }
-            Event::AttemptDispatched(d) if !f.dispatched.contains_key(&d.task) => {
-                f.dispatched.insert(d.task.clone(), seq);
+            Event::AttemptDispatched(d) => {
+                let t = self.task_mut(&d.task);
+                t.dispatched.get_or_insert(seq);
             }
-            Event::AttemptExited(e) => f.outcome(&e.task).output = Some(e.output),
-            Event::AttemptLost(l) => *f.lost.entry(l.task.clone()).or_default() += 1,
+            Event::AttemptExited(e) => self.task_mut(&e.task).outcome.get_or_insert_default().output = Some(e.output),
+            Event::AttemptLost(l) => self.task_mut(&l.task).lost += 1,
             Event::TaskFinished(done) => {
+                let t = self.task_mut(&done.task);
                 // Attempts lost to an engine crash are left out: a resumed run compares
                 // equal to an uninterrupted one, as its aggregates do.
-                let lost = f.lost.get(&done.task).copied().unwrap_or(0);
-                let t = f.outcome(&done.task);
-                t.state = Some(done.state);
-                t.attempts = done.attempts.saturating_sub(lost);
-                t.aggregate = done.aggregate;
-                match f.finished.get_mut(&done.task) {
-                    Some(at) => *at = seq,
-                    None => _ = f.finished.insert(done.task.clone(), seq),
-                }
+                let attempts = done.attempts.saturating_sub(t.lost);
+                let outcome = t.outcome.get_or_insert_default();
+                outcome.state = Some(done.state);
+                outcome.attempts = attempts;
+                outcome.aggregate = done.aggregate;
+                t.finished = Some(seq);
             }
             Event::WaveClosed(w) => {
                 let outcome = WaveOutcome { failures: w.failures, stopped: w.stopped, aggregate: w.aggregate };
-                f.waves.insert((w.parent.clone(), w.wave), outcome);
+                self.waves.insert((w.parent.clone(), w.wave), outcome);
             }
-            Event::RunFinished(done) => f.run = Some(RunResult { outcome: done.outcome, aggregate: done.aggregate }),
+            Event::RunFinished(done) => {
+                self.run = Some(RunResult { outcome: done.outcome, aggregate: done.aggregate });
+            }
             _ => {}
         }
     }
 
-    /// The task's outcome so far, made on its first mention (without cloning its id
-    /// for every record that names it).
-    fn outcome(&mut self, task: &str) -> &mut TaskOutcome {
-        if !self.tasks.contains_key(task) {
-            self.tasks.insert(task.to_string(), TaskOutcome::default());
+    /// The task's index, with facts made on its first mention.
+    fn index(&mut self, id: &str) -> u32 {
+        let i = self.ids.intern(id);
+        if i as usize == self.tasks.len() {
+            self.tasks.push(TaskFacts::default());
         }
-        self.tasks.get_mut(task).expect("just made")
+        i
+    }
+
+    fn task_mut(&mut self, id: &str) -> &mut TaskFacts {
+        let i = self.index(id);
+        &mut self.tasks[i as usize]
+    }
+
+    /// Tasks in declaration order, each with its parent. A task declared twice keeps
+    /// both places in the order and its last parent.
+    pub fn declare<'s>(&mut self, tasks: impl IntoIterator<Item = (&'s str, Option<&'s str>)>) {
+        for (id, parent) in tasks {
+            self.declare_one(id, parent);
+        }
+    }
+
+    fn declare_one(&mut self, id: &str, parent: Option<&str>) -> u32 {
+        let parent = parent.map(|p| self.index(p));
+        let i = self.index(id);
+        let t = &mut self.tasks[i as usize];
+        t.declared = true;
+        t.parent = parent;
+        self.order.push(i);
+        i
     }
 
     /// After the last record: every task the spec declares or the records name has an
-    /// outcome and a parent; tasks only the records name come after the declared ones.
+    /// outcome; tasks only the records name come after the declared ones, by id.
     pub fn settle(&mut self) {
-        let f = self;
-        // Tasks the records name but the spec does not (an unreadable spec).
-        let unknown: BTreeSet<String> =
-            f.tasks.keys().chain(f.dispatched.keys()).filter(|id| !f.parent.contains_key(*id)).cloned().collect();
-        f.order.extend(unknown);
-        for id in &f.order {
-            if !f.parent.contains_key(id) {
-                f.parent.insert(id.clone(), None);
-            }
-            if !f.tasks.contains_key(id) {
-                f.tasks.insert(id.clone(), TaskOutcome::default());
-            }
-        }
-    }
-
-    pub fn learn_spec(&mut self, spec: &Spec) {
-        let mut wave_parent: BTreeMap<&str, Option<&String>> = BTreeMap::new();
-        for w in &spec.waves {
-            for t in &w.tasks {
-                wave_parent.insert(t, w.parent.as_ref());
-            }
-        }
-        for t in &spec.tasks {
-            let parent = t.parent.as_ref().or_else(|| wave_parent.get(t.id.as_str()).copied().flatten());
-            self.order.push(t.id.clone());
-            self.parent.insert(t.id.clone(), parent.cloned());
-        }
-    }
-}
-
-// ---- the spec -----------------------------------------------------------------------
-
-pub(super) fn spec_diff(a: &Facts, b: &Facts) -> Option<SpecDiff> {
-    let (sa, da) = a.spec.as_ref().map_or(("", Digest::default()), |(s, d)| (s.as_str(), *d));
-    let (sb, db) = b.spec.as_ref().map_or(("", Digest::default()), |(s, d)| (s.as_str(), *d));
-    if sa == sb {
-        return None;
-    }
-    let (run, waves, tasks) = match (&a.parsed, &b.parsed) {
-        (Some(x), Some(y)) => parsed_diff(a, b, x, y),
-        _ => json_diff(a, b, sa, sb),
-    };
-    Some(SpecDiff { digests: [da, db], run, waves, tasks })
-}
-
-/// Two readable specs, compared as parsed: `[run]`, `[[wave]]`s, and the tasks whose
-/// entries differ (or that one side lacks), in A's then B's declaration order. An id
-/// declared twice compares its last entry, as the JSON comparison below does.
-fn parsed_diff(a: &Facts, b: &Facts, x: &Spec, y: &Spec) -> (bool, bool, Vec<String>) {
-    // Only looked up, never iterated: the order comes from `order`.
-    let (tx, ty) = (tasks_by_id(x), tasks_by_id(y));
-    let mut seen = HashSet::new();
-    // `order` holds every declared id (and ids only records name, which neither spec has).
-    let changed = a
-        .order
-        .iter()
-        .chain(&b.order)
-        .filter(|id| seen.insert(id.as_str()) && tx.get(id.as_str()) != ty.get(id.as_str()))
-        .cloned()
-        .collect();
-    (x.run != y.run, x.waves != y.waves, changed)
-}
-
-fn tasks_by_id(spec: &Spec) -> HashMap<&str, &TaskSpec> {
-    spec.tasks.iter().map(|t| (t.id.as_str(), t)).collect()
-}
-
-/// The fallback for a spec that does not parse as one: the two compared as JSON values.
-fn json_diff(a: &Facts, b: &Facts, sa: &str, sb: &str) -> (bool, bool, Vec<String>) {
-    let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or(serde_json::Value::Null);
-    let (ja, jb) = (parse(sa), parse(sb));
-    let tasks_of = |j: &serde_json::Value| -> BTreeMap<String, serde_json::Value> {
-        j.get("task")
-            .and_then(|t| t.as_array())
-            .map(|list| {
-                list.iter()
-                    .filter_map(|t| Some((t.get("id")?.as_str()?.to_string(), t.clone())))
-                    .collect::<BTreeMap<_, _>>()
+        let mut unknown: Vec<u32> = (0..self.tasks.len() as u32)
+            .filter(|&i| {
+                let t = &self.tasks[i as usize];
+                !t.declared && (t.outcome.is_some() || t.dispatched.is_some())
             })
-            .unwrap_or_default()
-    };
-    let (ta, tb) = (tasks_of(&ja), tasks_of(&jb));
-    let mut changed = Vec::new();
-    let mut seen = BTreeSet::new();
-    let ids = a.order.iter().chain(b.order.iter()).chain(ta.keys()).chain(tb.keys());
-    for id in ids {
-        if seen.insert(id.clone()) && ta.get(id) != tb.get(id) {
-            changed.push(id.clone());
+            .collect();
+        unknown.sort_unstable_by(|&x, &y| self.ids.name(x).cmp(self.ids.name(y)));
+        self.order.extend(unknown);
+        for &i in &self.order {
+            self.tasks[i as usize].outcome.get_or_insert_default();
         }
     }
-    (ja.get("run") != jb.get("run"), ja.get("wave") != jb.get("wave"), changed)
+
+    /// The ids of `order`, each once.
+    fn order(&self) -> impl Iterator<Item = &str> {
+        let mut seen = vec![false; self.tasks.len()];
+        self.order.iter().filter(move |&&i| !std::mem::replace(&mut seen[i as usize], true)).map(|&i| self.ids.name(i))
+    }
+
+    /// A's tasks in its order, then those only B has, in B's order: the order of every
+    /// per-task section of a report. Both sides settled.
+    pub fn both_orders<'f>(a: &'f Facts, b: &'f Facts) -> impl Iterator<Item = &'f str> {
+        // A settled side has an outcome for exactly the tasks in its order.
+        a.order().chain(b.order().filter(|id| a.outcome(id).is_none()))
+    }
+
+    /// The task's entry in `spec`, the spec this side's `run_started` holds.
+    pub fn spec_entry<'s>(&self, spec: &'s Spec, id: &str) -> Option<&'s TaskSpec> {
+        spec.tasks.get(self.get(id)?.spec_at? as usize)
+    }
+
+    fn get(&self, id: &str) -> Option<&TaskFacts> {
+        self.ids.find(id).map(|i| &self.tasks[i as usize])
+    }
+
+    pub fn outcome(&self, id: &str) -> Option<&TaskOutcome> {
+        self.get(id)?.outcome.as_ref()
+    }
+
+    /// Whether an exit, a finish or a dispatch names the task.
+    pub fn named(&self, id: &str) -> bool {
+        self.get(id).is_some_and(|t| t.outcome.is_some() || t.dispatched.is_some())
+    }
+
+    pub fn dispatched(&self, id: &str) -> Option<u64> {
+        self.get(id)?.dispatched
+    }
+
+    pub fn finished(&self, id: &str) -> Option<u64> {
+        self.get(id)?.finished
+    }
+
+    /// The seq of the task's `kind` event.
+    pub fn at(&self, id: &str, kind: RaceKind) -> Option<u64> {
+        match kind {
+            RaceKind::Dispatch => self.dispatched(id),
+            RaceKind::Completion => self.finished(id),
+        }
+    }
+
+    /// The task's parent (None: the run, or a task this side does not know).
+    pub fn parent(&self, id: &str) -> Option<&str> {
+        self.get(id)?.parent.map(|p| self.ids.name(p))
+    }
+
+    /// Every task with a `kind` event, with its seq, in first-seen order.
+    pub fn events(&self, kind: RaceKind) -> impl Iterator<Item = (&str, u64)> {
+        self.tasks.iter().enumerate().filter_map(move |(i, t)| {
+            let seq = match kind {
+                RaceKind::Dispatch => t.dispatched,
+                RaceKind::Completion => t.finished,
+            }?;
+            Some((self.ids.name(i as u32), seq))
+        })
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use orch_engine::core::run_started;
-    use orch_engine::spec::{self, Command};
-
-    fn facts(spec: &Spec) -> Facts {
-        Facts::of(&[Record::new(0, run_started(spec, "sim"))])
-    }
-
-    /// Edits of a spec, each touching one part of it.
-    fn edits(spec: &Spec) -> Vec<Spec> {
-        let mut out = Vec::new();
-        let mut e = spec.clone();
-        e.run.name = Some("renamed".into());
-        out.push(e);
-        if let Some(last) = spec.tasks.last() {
-            let mut e = spec.clone();
-            e.tasks.last_mut().unwrap().command = Some(Command::Shell("echo edited".into()));
-            out.push(e);
-            let mut e = spec.clone();
-            e.tasks.pop();
-            e.waves.iter_mut().for_each(|w| w.tasks.retain(|t| *t != last.id));
-            out.push(e);
-            let mut e = spec.clone();
-            e.tasks.insert(0, TaskSpec { id: "added".into(), ..last.clone() });
-            out.push(e);
-            let mut e = spec.clone();
-            e.tasks.push(TaskSpec { id: spec.tasks[0].id.clone(), ..last.clone() }); // an id twice
-            out.push(e);
+/// The spec's tasks in declaration order with their parents (a task's own `parent`, else
+/// that of the wave listing it).
+pub(super) fn declarations(spec: &Spec) -> impl Iterator<Item = (&str, Option<&str>)> {
+    let mut wave_parent: BTreeMap<&str, Option<&str>> = BTreeMap::new();
+    for w in &spec.waves {
+        for t in &w.tasks {
+            wave_parent.insert(t, w.parent.as_deref());
         }
-        if !spec.waves.is_empty() {
-            let mut e = spec.clone();
-            e.waves[0].max_concurrency = Some(99);
-            out.push(e);
-        }
-        out
     }
+    spec.tasks.iter().map(move |t| {
+        let parent = t.parent.as_deref().or_else(|| wave_parent.get(t.id.as_str()).copied().flatten());
+        (t.id.as_str(), parent)
+    })
+}
 
-    #[test]
-    fn parsed_specs_compare_as_their_json_does() {
-        let dirs = ["features", "examples"].map(|d| format!("{}/../fixtures/{d}", env!("CARGO_MANIFEST_DIR")));
-        let mut compared = 0;
-        for dir in dirs {
-            for entry in std::fs::read_dir(&dir).expect("fixtures") {
-                let path = entry.expect("entry").path();
-                let Ok(spec) = spec::load(&path) else { continue };
-                let a = facts(&spec);
-                for edited in edits(&spec) {
-                    let b = facts(&edited);
-                    let parsed = spec_diff(&a, &b).expect("the specs differ");
-                    let (mut ja, mut jb) = (a.clone(), b.clone());
-                    (ja.parsed, jb.parsed) = (None, None);
-                    assert_eq!(Some(&parsed), spec_diff(&ja, &jb).as_ref(), "{}", path.display());
-                    compared += 1;
-                }
-                assert_eq!(spec_diff(&a, &a.clone()), None);
-            }
-        }
-        assert!(compared > 50, "only {compared} edits compared");
-    }
+/// The ids of `tasks` that `declarations` gives, in its order, with their parents.
+pub(super) fn declared_among<'s>(spec: &'s Spec, tasks: &BTreeSet<&str>) -> Vec<(&'s str, Option<&'s str>)> {
+    declarations(spec).filter(|(id, _)| tasks.contains(id)).collect()
 }

@@ -42,13 +42,10 @@ use orch_engine::record::{Event, Record};
 use orch_engine::spec::Spec;
 use orch_log_format::Reader;
 
-use super::facts::{ById, Facts};
+use super::facts::{declared_among, Facts};
 use super::first::{describe, same_record};
 use super::view::{peek, Side};
-use super::{diff, outcomes, races, Error, Level, Report};
-
-/// Suffixes longer than this (both sides together) are decoded on two threads.
-const PARALLEL_DECODE_MIN: usize = 4096;
+use super::{both, diff, outcomes, races, Error, Level, RaceKind, Report, PARALLEL_MIN_RECORDS};
 
 /// Record kind codes the prefix scan looks at (see `orch_engine::record`).
 pub(super) const RUN_STARTED: u16 = 1;
@@ -59,16 +56,20 @@ pub(super) const TASK_FINISHED: u16 = 38;
 pub(super) const WAVE_CLOSED: u16 = 39;
 pub(super) const RUN_FINISHED: u16 = 41;
 
-/// The reference: verify, decode everything, [`diff`].
+/// The reference: verify, decode everything, [`diff`]. Each side on a thread of its own.
 pub(super) fn in_full(a: &Path, b: &Path, level: Level) -> Result<Report, Error> {
-    let digest_a = orch_log_format::verify(a)?.digest;
-    let digest_b = orch_log_format::verify(b)?.digest;
-    let records_a = read_records(a)?;
-    let records_b = read_records(b)?;
+    let (va, vb) = both(|| orch_log_format::verify(a), || orch_log_format::verify(b));
+    read_in_full(a, b, level, [va?.digest, vb?.digest])
+}
+
+/// [`in_full`] of logs already verified, with their digests.
+fn read_in_full(a: &Path, b: &Path, level: Level, digests: [[u8; 32]; 2]) -> Result<Report, Error> {
+    let (records_a, records_b) = both(|| read_records(a), || read_records(b));
+    let (records_a, records_b) = (records_a?, records_b?);
     let mut report = diff(&records_a, &records_b, level);
-    report.log_digests = Some([orch_log_format::hex(&digest_a), orch_log_format::hex(&digest_b)]);
+    report.log_digests = Some(digests.map(|d| orch_log_format::hex(&d)));
     if level == Level::Exact {
-        report.identical = digest_a == digest_b;
+        report.identical = digests[0] == digests[1];
     }
     Ok(report)
 }
@@ -104,16 +105,20 @@ pub(super) fn diff_logs(a: &Path, b: &Path, level: Level) -> Result<Report, Erro
             races_total: 0,
         });
     }
+    let digests = [va.digest, vb.digest];
     let w = match walked {
         Some(w) => w?,
-        None => return in_full(a, b, level),
+        None => return read_in_full(a, b, level, digests),
     };
     match compare(&w, a, b, level)? {
         Some(mut report) => {
             report.log_digests = log_digests;
             Ok(report)
         }
-        None => in_full(a, b, level),
+        None => {
+            drop(w);
+            read_in_full(a, b, level, digests)
+        }
     }
 }
 
@@ -180,11 +185,8 @@ fn compare(w: &Walked<'_>, a: &Path, b: &Path, level: Level) -> Result<Option<Re
             _ => return Ok(None),
         }
     }
-    let (suffix_a, suffix_b) = if w.suffix_a.len() + w.suffix_b.len() >= PARALLEL_DECODE_MIN {
-        std::thread::scope(|s| {
-            let other = s.spawn(|| decode_all(&w.suffix_b, b, k));
-            (decode_all(&w.suffix_a, a, k), other.join().expect("decoding does not panic"))
-        })
+    let (suffix_a, suffix_b) = if w.suffix_a.len() + w.suffix_b.len() >= PARALLEL_MIN_RECORDS {
+        both(|| decode_all(&w.suffix_a, a, k), || decode_all(&w.suffix_b, b, k))
     } else {
         (decode_all(&w.suffix_a, a, k), decode_all(&w.suffix_b, b, k))
     };
@@ -260,7 +262,8 @@ fn facts(a: &Side<'_>, b: &Side<'_>, k: usize, level: Level) -> Result<Option<(F
     }
     // Their records in the shared prefix (record 0 is `run_started`: nothing to learn).
     let wanted: BTreeSet<&[u8]> = tasks.iter().map(|t| t.as_bytes()).collect();
-    let mut shared = Facts { spec: Some(Default::default()), ..Facts::default() };
+    let mut shared = Facts::default();
+    shared.spec = Some(Default::default());
     for (seq, payload) in a.prefix.iter().enumerate().skip(1) {
         let relevant = match peek(payload) {
             Some((ATTEMPT_EXITED | ATTEMPT_LOST | ATTEMPT_DISPATCHED | TASK_FINISHED, Some(task))) => {
@@ -299,27 +302,26 @@ fn facts(a: &Side<'_>, b: &Side<'_>, k: usize, level: Level) -> Result<Option<(F
     let (mut fa, mut fb) = (side(a), side(b));
     // A task finished before `k` on one side and after it on the other (see the module doc).
     for t in &tasks {
-        if let (Some(&x), Some(&y)) = (fa.finished.get(*t), fb.finished.get(*t)) {
+        if let (Some(x), Some(y)) = (fa.finished(t), fb.finished(t)) {
             if (x < k as u64) != (y < k as u64) {
                 return Ok(None);
             }
         }
     }
     // Whether the spec matters (see the module doc).
-    let named = |f: &Facts, t: &str| f.tasks.contains_key(t) || f.dispatched.contains_key(t);
-    let one_sided = tasks.iter().any(|t| named(&fa, t) != named(&fb, t));
-    let racing = |pa: &ById<u64>, pb: &ById<u64>| {
-        pa.iter().filter(|(t, &x)| pb.get(*t).is_some_and(|&y| x >= k as u64 || y >= k as u64)).count() >= 2
+    let one_sided = tasks.iter().any(|t| fa.named(t) != fb.named(t));
+    let racing = |kind| {
+        fa.events(kind).filter(|&(t, x)| fb.at(t, kind).is_some_and(|y| x >= k as u64 || y >= k as u64)).count() >= 2
     };
-    let mut need_spec = one_sided
-        || (level != Level::Outcomes && (racing(&fa.dispatched, &fb.dispatched) || racing(&fa.finished, &fb.finished)));
+    let mut need_spec =
+        one_sided || (level != Level::Outcomes && (racing(RaceKind::Dispatch) || racing(RaceKind::Completion)));
     loop {
         let (mut xa, mut xb) = (fa.clone(), fb.clone());
         if need_spec {
-            let declared = declared(a, &tasks)?;
-            for x in [&mut xa, &mut xb] {
-                x.order = declared.0.clone();
-                x.parent = declared.1.clone();
+            if let Some(spec) = spec_of(a)? {
+                let declared = declared_among(&spec, &tasks);
+                xa.declare(declared.iter().copied());
+                xb.declare(declared.iter().copied());
             }
         }
         xa.settle();
@@ -334,18 +336,12 @@ fn facts(a: &Side<'_>, b: &Side<'_>, k: usize, level: Level) -> Result<Option<(F
     Ok(Some((fa, fb)))
 }
 
-/// The candidates the spec declares, in declaration order, with their parents: what
-/// `Facts::learn_spec` gives, restricted to them (nothing for an unreadable spec).
-#[allow(clippy::type_complexity)]
-fn declared(a: &Side<'_>, tasks: &BTreeSet<&str>) -> Result<(Vec<String>, ById<Option<String>>), Error> {
+/// Side A's spec (both sides hold the same string here), or None when it is unreadable:
+/// then no candidate is declared, as `Facts::absorb` does.
+fn spec_of(a: &Side<'_>) -> Result<Option<Spec>, Error> {
     let record = decode(a.first, a.dir, 0)?;
-    let mut f = Facts::default();
-    if let Event::RunStarted(s) = &record.event {
-        if let Ok(spec) = serde_json::from_str::<Spec>(&s.spec) {
-            f.learn_spec(&spec);
-        }
-    }
-    f.order.retain(|t| tasks.contains(t.as_str()));
-    f.parent.retain(|t, _| tasks.contains(t.as_str()));
-    Ok((f.order, f.parent))
+    Ok(match &record.event {
+        Event::RunStarted(s) => serde_json::from_str::<Spec>(&s.spec).ok(),
+        _ => None,
+    })
 }

@@ -27,9 +27,11 @@ use serde::Serialize;
 mod facts;
 mod fast;
 mod first;
+mod ids;
 mod outcomes;
 mod races;
 mod render;
+mod spec;
 mod view;
 
 use facts::Facts;
@@ -75,6 +77,21 @@ pub const MAX_RACES_LISTED: usize = 20;
 
 /// Records of context shown before the first divergence.
 pub const CONTEXT_RECORDS: usize = 3;
+
+/// Sides of at least this many records together are read and summed up on two threads
+/// (one each); below it a thread costs more than it saves.
+const PARALLEL_MIN_RECORDS: usize = 4096;
+
+/// `fa()` on this thread and `fb()` on another, at once.
+fn both<A: Send, B: Send>(fa: impl FnOnce() -> A + Send, fb: impl FnOnce() -> B + Send) -> (A, B) {
+    std::thread::scope(|s| {
+        let other = s.spawn(fb);
+        let a = fa();
+        // A panic on the other thread is a bug here too: passed on as it is.
+        let b = other.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (a, b)
+    })
+}
 
 /// Why two logs could not be diffed.
 #[derive(Debug, thiserror::Error)]
@@ -222,9 +239,12 @@ pub struct Race {
 /// Compares two record lists at `level`. The reference computation: [`diff_logs`] gives
 /// the same report without decoding what two logs share (see `fast`).
 pub fn diff(a: &[Record], b: &[Record], level: Level) -> Report {
-    let fa = Facts::of(a);
-    let fb = Facts::of(b);
-    let spec = facts::spec_diff(&fa, &fb);
+    let (fa, fb) = if a.len() + b.len() >= PARALLEL_MIN_RECORDS {
+        both(|| Facts::of(a), || Facts::of(b))
+    } else {
+        (Facts::of(a), Facts::of(b))
+    };
+    let spec = spec::spec_diff(&fa, &fb);
     let first_divergence = match level {
         Level::Outcomes => None,
         _ => first::first_divergence(a, b, level),

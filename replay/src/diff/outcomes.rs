@@ -9,12 +9,8 @@ use super::{RunDiff, TaskDiff, WaveDiff};
 
 pub(super) fn outcome_diffs(a: &Facts, b: &Facts) -> (Vec<TaskDiff>, Vec<WaveDiff>, Option<RunDiff>) {
     let mut tasks = Vec::new();
-    let mut seen = BTreeSet::new();
-    for id in a.order.iter().chain(b.order.iter()) {
-        if !seen.insert(id) {
-            continue;
-        }
-        let (ta, tb) = (a.tasks.get(id), b.tasks.get(id));
+    for id in Facts::both_orders(a, b) {
+        let (ta, tb) = (a.outcome(id), b.outcome(id));
         let fields: Vec<&'static str> = match (ta, tb) {
             (Some(x), Some(y)) => [
                 ("state", x.state != y.state),
@@ -28,7 +24,7 @@ pub(super) fn outcome_diffs(a: &Facts, b: &Facts) -> (Vec<TaskDiff>, Vec<WaveDif
             _ => vec!["presence"],
         };
         if !fields.is_empty() {
-            tasks.push(TaskDiff { task: id.clone(), fields, a: ta.cloned(), b: tb.cloned() });
+            tasks.push(TaskDiff { task: id.to_string(), fields, a: ta.cloned(), b: tb.cloned() });
         }
     }
     let keys: BTreeSet<&(Option<String>, u32)> = a.waves.keys().chain(b.waves.keys()).collect();

@@ -21,19 +21,15 @@ pub(super) fn races(a: &dyn Records, b: &dyn Records, fa: &Facts, fb: &Facts) ->
     let mut listed = Vec::new();
     let mut total = 0u64;
     for kind in [RaceKind::Dispatch, RaceKind::Completion] {
-        let (pa, pb) = match kind {
-            RaceKind::Dispatch => (&fa.dispatched, &fb.dispatched),
-            RaceKind::Completion => (&fa.finished, &fb.finished),
-        };
         // Siblings present on both sides, grouped by parent, in A's order.
-        let mut groups: BTreeMap<Option<&String>, Vec<(u64, u64, &String)>> = BTreeMap::new();
-        for (task, &sa) in pa {
-            let Some(&sb) = pb.get(task) else { continue };
+        let mut groups: BTreeMap<Option<&str>, Vec<(u64, u64, &str)>> = BTreeMap::new();
+        for (task, sa) in fa.events(kind) {
+            let Some(sb) = fb.at(task, kind) else { continue };
             if sa < fa.floor && sb < fb.floor {
                 continue; // in the common prefix: in its place on both sides (see `Facts::floor`)
             }
-            let parent = fa.parent.get(task).and_then(|p| p.as_ref());
-            if fb.parent.get(task).and_then(|p| p.as_ref()) != parent {
+            let parent = fa.parent(task);
+            if fb.parent(task) != parent {
                 continue; // moved to another parent: not siblings on both sides
             }
             groups.entry(parent).or_default().push((sa, sb, task));
@@ -47,9 +43,9 @@ pub(super) fn races(a: &dyn Records, b: &dyn Records, fa: &Facts, fb: &Facts) ->
                 if sb2 < sb1 && listed.len() < MAX_RACES_LISTED {
                     listed.push(Race {
                         kind,
-                        parent: parent.cloned(),
-                        first: t1.clone(),
-                        second: t2.clone(),
+                        parent: parent.map(String::from),
+                        first: t1.to_string(),
+                        second: t2.to_string(),
                         a: interleaving(a, fa, kind, t1, t2),
                         b: interleaving(b, fb, kind, t1, t2),
                     });
@@ -60,22 +56,35 @@ pub(super) fn races(a: &dyn Records, b: &dyn Records, fa: &Facts, fb: &Facts) ->
     (listed, total)
 }
 
-/// Pairs `i < j` with `v[i] > v[j]` (merge sort, O(n log n)).
+/// Pairs `i < j` with `v[i] > v[j]`: a bottom-up merge sort that counts, when merging,
+/// the left-run items each right-run item overtakes. O(n log n), two buffers in all.
 pub(super) fn count_inversions(v: &[u64]) -> u64 {
-    if v.len() < 2 {
-        return 0;
-    }
-    let (l, r) = v.split_at(v.len() / 2);
-    let mut count = count_inversions(l) + count_inversions(r);
-    let (mut l, mut r) = (l.to_vec(), r.to_vec());
-    l.sort_unstable();
-    r.sort_unstable();
-    let mut j = 0;
-    for x in &l {
-        while j < r.len() && r[j] < *x {
-            j += 1;
+    let (mut runs, mut merged) = (v.to_vec(), vec![0; v.len()]);
+    let n = v.len();
+    let mut count = 0;
+    let mut width = 1;
+    while width < n {
+        for start in (0..n).step_by(2 * width) {
+            let mid = (start + width).min(n);
+            let end = (start + 2 * width).min(n);
+            let (mut i, mut j, mut k) = (start, mid, start);
+            while i < mid && j < end {
+                if runs[j] < runs[i] {
+                    merged[k] = runs[j];
+                    count += (mid - i) as u64;
+                    j += 1;
+                } else {
+                    merged[k] = runs[i];
+                    i += 1;
+                }
+                k += 1;
+            }
+            merged[k..k + (mid - i)].copy_from_slice(&runs[i..mid]);
+            k += mid - i;
+            merged[k..k + (end - j)].copy_from_slice(&runs[j..end]);
         }
-        count += j as u64;
+        std::mem::swap(&mut runs, &mut merged);
+        width *= 2;
     }
     count
 }
@@ -83,11 +92,8 @@ pub(super) fn count_inversions(v: &[u64]) -> u64 {
 /// The records of tasks `x` and `y` on one side, from the first record of either to the
 /// later of their `kind` events, compactly rendered (`seq time kind task#attempt`).
 fn interleaving(records: &dyn Records, facts: &Facts, kind: RaceKind, x: &str, y: &str) -> Vec<String> {
-    let at = |task: &str| match kind {
-        RaceKind::Dispatch => facts.dispatched.get(task).copied(),
-        RaceKind::Completion => facts.finished.get(task).copied(),
-    };
-    let from = [x, y].iter().filter_map(|t| facts.dispatched.get(*t).copied()).min();
+    let at = |task: &str| facts.at(task, kind);
+    let from = [x, y].iter().filter_map(|t| facts.dispatched(t)).min();
     let to = at(x).max(at(y));
     let (Some(to), from) = (to, from) else { return Vec::new() };
     let from = from.unwrap_or(to).min(to) as usize;
@@ -131,5 +137,21 @@ mod tests {
         assert_eq!(count_inversions(&[1, 2, 3]), 0);
         assert_eq!(count_inversions(&[3, 2, 1]), 3);
         assert_eq!(count_inversions(&[2, 1, 4, 3]), 2);
+        assert_eq!(count_inversions(&[2, 2, 1, 1]), 4);
+    }
+
+    #[test]
+    fn inversions_match_counting_every_pair() {
+        let mut x = 7u64;
+        for n in 0..70 {
+            let v: Vec<u64> = (0..n)
+                .map(|_| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (x >> 33) % 13 // with repeats
+                })
+                .collect();
+            let pairs = (0..n).flat_map(|i| (i + 1..n).map(move |j| (i, j))).filter(|&(i, j)| v[i] > v[j]).count();
+            assert_eq!(count_inversions(&v), pairs as u64, "{v:?}");
+        }
     }
 }
