@@ -1,7 +1,9 @@
 //! What the semantic report needs from one log (task outcomes, waves, the run, first
 //! dispatch and completion seqs, parents from the spec), gathered in one pass.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashSet;
 use std::sync::Arc;
 
 use orch_engine::record::{Digest, Event, Record};
@@ -230,6 +232,6 @@ pub(super) fn declarations(spec: &Spec) -> impl Iterator<Item = (&str, Option<&s
 }
 
 /// The ids of `tasks` that `declarations` gives, in its order, with their parents.
-pub(super) fn declared_among<'s>(spec: &'s Spec, tasks: &BTreeSet<&str>) -> Vec<(&'s str, Option<&'s str>)> {
+pub(super) fn declared_among<'s>(spec: &'s Spec, tasks: &FxHashSet<&str>) -> Vec<(&'s str, Option<&'s str>)> {
     declarations(spec).filter(|(id, _)| tasks.contains(id)).collect()
 }

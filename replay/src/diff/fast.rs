@@ -33,8 +33,8 @@
 //! does not decode is not noticed here (both logs hold it, byte for byte), where the full
 //! path fails; `orch replay` reports it.
 
+use rustc_hash::FxHashSet;
 use std::cell::RefCell;
-use std::collections::BTreeSet;
 use std::path::Path;
 
 use orch_engine::journal::{read_records, ReadError};
@@ -176,6 +176,13 @@ fn decode_all(payloads: &[&[u8]], dir: &Path, from: usize) -> Result<Vec<Record>
 fn compare(w: &Walked<'_>, a: &Path, b: &Path, level: Level) -> Result<Option<Report>, Error> {
     let (Some(&first_a), Some(first_b)) = (w.prefix.first(), w.first_b) else { return Ok(None) };
     let k = w.prefix.len();
+    // Big logs that part early share little: the full path decodes about as much, and it
+    // sums up each side, spec included, on a thread of its own. (Small logs stay here,
+    // where the tests compare this path with the full one.)
+    let rest = w.suffix_a.len().max(w.suffix_b.len());
+    if rest >= PARALLEL_MIN_RECORDS && k < rest {
+        return Ok(None);
+    }
     // Record 0: the same bytes, or the same spec string (the spec section is then empty).
     let mut r0 = None;
     if first_a != first_b || peek(first_a).map(|p| p.0) != Some(RUN_STARTED) {
@@ -247,7 +254,8 @@ fn compare(w: &Walked<'_>, a: &Path, b: &Path, level: Level) -> Result<Option<Re
 /// Both sides' facts about the candidates (what can differ), or None for the full path.
 fn facts(a: &Side<'_>, b: &Side<'_>, k: usize, level: Level) -> Result<Option<(Facts, Facts)>, Error> {
     // The candidates: tasks, waves and the run with records after `k` on either side.
-    let mut tasks: BTreeSet<&str> = BTreeSet::new();
+    // Only looked up or scanned in full (no order reaches the report): a hash set.
+    let mut tasks: FxHashSet<&str> = FxHashSet::default();
     let mut waves = false;
     let mut run = false;
     for r in a.suffix.iter().chain(b.suffix) {
@@ -261,7 +269,7 @@ fn facts(a: &Side<'_>, b: &Side<'_>, k: usize, level: Level) -> Result<Option<(F
         }
     }
     // Their records in the shared prefix (record 0 is `run_started`: nothing to learn).
-    let wanted: BTreeSet<&[u8]> = tasks.iter().map(|t| t.as_bytes()).collect();
+    let wanted: FxHashSet<&[u8]> = tasks.iter().map(|t| t.as_bytes()).collect();
     let mut shared = Facts::default();
     shared.spec = Some(Default::default());
     for (seq, payload) in a.prefix.iter().enumerate().skip(1) {
@@ -291,15 +299,19 @@ fn facts(a: &Side<'_>, b: &Side<'_>, k: usize, level: Level) -> Result<Option<(F
             shared.absorb(seq as u64, &record);
         }
     }
-    let side = |s: &Side<'_>| {
+    let side = |suffix: &[Record]| {
         let mut f = shared.clone();
-        for (i, r) in s.suffix.iter().enumerate() {
+        for (i, r) in suffix.iter().enumerate() {
             f.absorb((k + i) as u64, r);
         }
         f.floor = k as u64;
         f
     };
-    let (mut fa, mut fb) = (side(a), side(b));
+    let (mut fa, mut fb) = if a.suffix.len() + b.suffix.len() >= PARALLEL_MIN_RECORDS {
+        both(|| side(a.suffix), || side(b.suffix))
+    } else {
+        (side(a.suffix), side(b.suffix))
+    };
     // A task finished before `k` on one side and after it on the other (see the module doc).
     for t in &tasks {
         if let (Some(x), Some(y)) = (fa.finished(t), fb.finished(t)) {
@@ -313,26 +325,24 @@ fn facts(a: &Side<'_>, b: &Side<'_>, k: usize, level: Level) -> Result<Option<(F
     let racing = |kind| {
         fa.events(kind).filter(|&(t, x)| fb.at(t, kind).is_some_and(|y| x >= k as u64 || y >= k as u64)).count() >= 2
     };
-    let mut need_spec =
+    let need_spec =
         one_sided || (level != Level::Outcomes && (racing(RaceKind::Dispatch) || racing(RaceKind::Completion)));
-    loop {
+    if !need_spec {
         let (mut xa, mut xb) = (fa.clone(), fb.clone());
-        if need_spec {
-            if let Some(spec) = spec_of(a)? {
-                let declared = declared_among(&spec, &tasks);
-                xa.declare(declared.iter().copied());
-                xb.declare(declared.iter().copied());
-            }
-        }
         xa.settle();
         xb.settle();
-        if !need_spec && outcomes::outcome_diffs(&xa, &xb).0.len() >= 2 {
-            need_spec = true; // their order is the spec's declaration order
-            continue;
+        if outcomes::outcome_diffs(&xa, &xb).0.len() < 2 {
+            return Ok(Some((xa, xb)));
         }
-        (fa, fb) = (xa, xb);
-        break;
+        // Two or more task diffs: their order is the spec's declaration order.
     }
+    if let Some(spec) = spec_of(a)? {
+        let declared = declared_among(&spec, &tasks);
+        fa.declare(declared.iter().copied());
+        fb.declare(declared.iter().copied());
+    }
+    fa.settle();
+    fb.settle();
     Ok(Some((fa, fb)))
 }
 
