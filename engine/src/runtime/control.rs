@@ -31,9 +31,10 @@ const MAX_LINE: usize = 8 << 20;
 pub const MAX_CONNECTIONS: usize = 128;
 
 /// A connection that has not completed its next request line this long after its last
-/// answer (or after it was accepted) is closed: connections are capped, so clients that
-/// connect and go quiet would otherwise shut everyone else out for the rest of the run.
-/// The time waiting for the engine's answer does not count.
+/// answer (or after it was accepted), or has not taken an answer this long after it was
+/// ready, is closed: connections are capped, so clients that connect and go quiet would
+/// otherwise shut everyone else out for the rest of the run. The time waiting for the
+/// engine's answer does not count.
 pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What a client asks.
@@ -268,8 +269,11 @@ async fn serve(stream: tokio::net::UnixStream, tx: mpsc::UnboundedSender<Pending
         };
         let mut out = serde_json::to_vec(&response).expect("responses always serialize");
         out.push(b'\n');
-        if write.write_all(&out).await.is_err() {
-            return;
+        // A client that stops reading would hold its place as surely as one that stops
+        // writing: the answer, too, must be taken within the timeout.
+        match tokio::time::timeout(IDLE_TIMEOUT, write.write_all(&out)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return,
         }
         if line.len() > MAX_LINE {
             return; // the rest of that line cannot be told from a next request
@@ -310,6 +314,19 @@ mod tests {
         assert!(rest.is_empty());
         assert_eq!(start.elapsed(), IDLE_TIMEOUT);
         task.await.expect("serve ended");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_does_not_read_its_answer_is_let_go() {
+        let (mut client, task, mut rx) = served();
+        client.write_all(b"{\"op\":\"ctx_get\",\"key\":null}\n").await.expect("write");
+        let pending = rx.recv().await.expect("request forwarded");
+        // Far more than a socket's buffer, and the client never reads.
+        let big = serde_json::Value::String("x".repeat(16 << 20));
+        pending.reply.send(Response::ok(Some(big))).expect("answer");
+        let start = tokio::time::Instant::now();
+        tokio::time::timeout(IDLE_TIMEOUT * 2, task).await.expect("let go within the timeout").expect("serve ended");
+        assert_eq!(start.elapsed(), IDLE_TIMEOUT);
     }
 
     #[tokio::test(start_paused = true)]

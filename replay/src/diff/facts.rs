@@ -36,7 +36,10 @@ pub(super) struct TaskFacts {
 #[derive(Debug, Default, Clone)]
 pub(super) struct Facts {
     pub spec: Option<(String, Digest)>,
-    /// That spec, parsed (None: absent or unreadable). Shared: the fast path clones facts.
+    /// That spec, parsed, when its text is the one orch writes for it (`run_started`'s
+    /// own serialization): then comparing it parsed says what comparing its JSON says (a
+    /// hand-written spec may spell a default out, or use an alias). None: absent,
+    /// unreadable, or written otherwise. Shared: the fast path clones facts.
     pub parsed: Option<Arc<Spec>>,
     ids: Ids,
     /// By id index.
@@ -73,7 +76,9 @@ impl Facts {
                         let i = self.declare_one(id, parent);
                         self.tasks[i as usize].spec_at = Some(at as u32);
                     }
-                    self.parsed = Some(Arc::new(spec));
+                    if writes_as(&spec, &s.spec) {
+                        self.parsed = Some(Arc::new(spec));
+                    }
                 }
             }
             Event::AttemptDispatched(d) => {
@@ -216,6 +221,28 @@ impl Facts {
     }
 }
 
+/// Whether `spec` serializes to exactly `text`: compared as it is written, without a copy
+/// of a spec that may take tens of megabytes.
+fn writes_as(spec: &Spec, text: &str) -> bool {
+    struct Same<'t>(&'t [u8]);
+    impl std::io::Write for Same<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            match self.0.strip_prefix(buf) {
+                Some(rest) => {
+                    self.0 = rest;
+                    Ok(buf.len())
+                }
+                None => Err(std::io::Error::other("the text differs")),
+            }
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut same = Same(text.as_bytes());
+    serde_json::to_writer(&mut same, spec).is_ok() && same.0.is_empty()
+}
+
 /// The spec's tasks in declaration order with their parents (a task's own `parent`, else
 /// that of the wave listing it).
 pub(super) fn declarations(spec: &Spec) -> impl Iterator<Item = (&str, Option<&str>)> {
@@ -234,4 +261,57 @@ pub(super) fn declarations(spec: &Spec) -> impl Iterator<Item = (&str, Option<&s
 /// The ids of `tasks` that `declarations` gives, in its order, with their parents.
 pub(super) fn declared_among<'s>(spec: &'s Spec, tasks: &FxHashSet<&str>) -> Vec<(&'s str, Option<&'s str>)> {
     declarations(spec).filter(|(id, _)| tasks.contains(id)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orch_engine::record::{AttemptDispatched, AttemptLost, RunStarted, TaskFinished, Terminal};
+
+    fn record(event: Event) -> Record {
+        Record::new(0, event)
+    }
+
+    fn dispatched(task: &str) -> Record {
+        record(Event::AttemptDispatched(AttemptDispatched { task: task.into(), attempt: 1, deadline_ms: None }))
+    }
+
+    fn finished(task: &str) -> Record {
+        let done =
+            TaskFinished { task: task.into(), state: Terminal::Succeeded, attempts: 1, cause: None, aggregate: None };
+        record(Event::TaskFinished(done))
+    }
+
+    #[test]
+    fn tasks_only_records_name_follow_the_declared_ones_by_id() {
+        let spec = r#"{"task":[{"id":"z","command":"true"},{"id":"m","command":"true","parent":"z"}]}"#;
+        let started =
+            RunStarted { spec: spec.into(), spec_digest: Digest::of(spec.as_bytes()), executor: "sim".into() };
+        let lost = record(Event::AttemptLost(AttemptLost { task: "lost-only".into(), attempt: 1 }));
+        let records = [
+            record(Event::RunStarted(started)),
+            dispatched("b"),
+            finished("c"),
+            lost,
+            dispatched("a"),
+            dispatched("m"),
+        ];
+        let f = Facts::of(&records);
+        // Declared first (declaration order), then the undeclared ones a record names, by
+        // id; a task only lost is not named.
+        assert_eq!(f.order().collect::<Vec<_>>(), ["z", "m", "a", "b", "c"]);
+        assert_eq!(f.parent("m"), Some("z"));
+        assert_eq!(f.parent("a"), None);
+        assert!(f.named("c") && !f.named("lost-only"));
+        assert_eq!((f.dispatched("b"), f.finished("c"), f.dispatched("m")), (Some(1), Some(2), Some(5)));
+        assert!(f.outcome("z").is_some() && f.outcome("lost-only").is_none());
+    }
+
+    #[test]
+    fn an_unreadable_spec_leaves_every_task_undeclared() {
+        let started = RunStarted { spec: "not json".into(), spec_digest: Digest::default(), executor: "sim".into() };
+        let f = Facts::of(&[record(Event::RunStarted(started)), finished("y"), dispatched("x")]);
+        assert_eq!(f.order().collect::<Vec<_>>(), ["x", "y"]);
+        assert!(f.parsed.is_none());
+    }
 }

@@ -177,10 +177,12 @@ fn compare(w: &Walked<'_>, a: &Path, b: &Path, level: Level) -> Result<Option<Re
     let (Some(&first_a), Some(first_b)) = (w.prefix.first(), w.first_b) else { return Ok(None) };
     let k = w.prefix.len();
     // Big logs that part early share little: the full path decodes about as much, and it
-    // sums up each side, spec included, on a thread of its own. (Small logs stay here,
-    // where the tests compare this path with the full one.)
+    // sums up each side, spec included, on a thread of its own. It also decodes the shared
+    // prefix, which this path passes over (see the module doc): so only where all of it
+    // decodes, and the two paths give the same answer. (Small logs stay here, where the
+    // tests compare this path with the full one.)
     let rest = w.suffix_a.len().max(w.suffix_b.len());
-    if rest >= PARALLEL_MIN_RECORDS && k < rest {
+    if rest >= PARALLEL_MIN_RECORDS && k < rest && w.prefix[1..].iter().all(|p| Record::decode(p).is_ok()) {
         return Ok(None);
     }
     // Record 0: the same bytes, or the same spec string (the spec section is then empty).

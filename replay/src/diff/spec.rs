@@ -22,16 +22,19 @@ pub(super) fn spec_diff(a: &Facts, b: &Facts) -> Option<SpecDiff> {
     Some(SpecDiff { digests: [da, db], run, waves, tasks })
 }
 
-/// Two readable specs, compared as parsed: `[run]`, `[[wave]]`s, and the tasks whose
-/// entries differ (or that one side lacks), in A's then B's declaration order. An id
-/// declared twice compares its last entry, as the JSON comparison below does.
+/// Two readable specs in orch's own serialization, compared as parsed: `[run]`,
+/// `[[wave]]`s, and the tasks whose entries differ (or that one side lacks), in A's then
+/// B's declaration order. An id declared twice compares its last entry, as the JSON
+/// comparison below does. For such texts the two comparisons agree (a part parses back
+/// from exactly the JSON it was written as), without building a JSON value per task.
 fn parsed_diff(a: &Facts, b: &Facts, x: &Spec, y: &Spec) -> (bool, bool, Vec<String>) {
     let changed =
         Facts::both_orders(a, b).filter(|id| a.spec_entry(x, id) != b.spec_entry(y, id)).map(String::from).collect();
     (x.run != y.run, x.waves != y.waves, changed)
 }
 
-/// The fallback for a spec that does not parse as one: the two compared as JSON values.
+/// The reference, and the way for a spec that does not parse or is written otherwise
+/// (by hand, or by another version): the two compared as JSON values.
 fn json_diff(a: &Facts, b: &Facts, sa: &str, sb: &str) -> (bool, bool, Vec<String>) {
     let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or(serde_json::Value::Null);
     let (ja, jb) = (parse(sa), parse(sb));
@@ -61,11 +64,51 @@ fn json_diff(a: &Facts, b: &Facts, sa: &str, sb: &str) -> (bool, bool, Vec<Strin
 mod tests {
     use super::*;
     use orch_engine::core::run_started;
-    use orch_engine::record::Record;
+    use orch_engine::record::{Event, Record, RunStarted};
     use orch_engine::spec::{self, Command, TaskSpec};
 
     fn facts(spec: &Spec) -> Facts {
         Facts::of(&[Record::new(0, run_started(spec, "sim"))])
+    }
+
+    fn facts_of_text(text: String) -> Facts {
+        let event = Event::RunStarted(RunStarted {
+            spec_digest: Digest::of(text.as_bytes()),
+            spec: text,
+            executor: "sim".into(),
+        });
+        Facts::of(&[Record::new(0, event)])
+    }
+
+    /// The spec section as the JSON comparison gives it.
+    fn by_json(a: &Facts, b: &Facts) -> Option<SpecDiff> {
+        let (mut ja, mut jb) = (a.clone(), b.clone());
+        (ja.parsed, jb.parsed) = (None, None);
+        spec_diff(&ja, &jb)
+    }
+
+    /// `spec` as a person or another program might write it: the same spec, other text.
+    fn hand_written(spec: &Spec) -> Vec<String> {
+        let canonical = serde_json::to_value(spec).expect("serializes");
+        let mut out = Vec::new();
+        // The plural alias of the task list.
+        let mut v = canonical.clone();
+        let tasks = v.as_object_mut().unwrap().remove("task").unwrap_or_default();
+        v["tasks"] = tasks;
+        out.push(v);
+        // A default spelled out in every task, and an empty wave list either way.
+        let mut v = canonical.clone();
+        for t in v["task"].as_array_mut().into_iter().flatten() {
+            t["after"] = t.get("after").cloned().unwrap_or_else(|| serde_json::json!([]));
+        }
+        match v.as_object_mut().unwrap().remove("wave") {
+            Some(w) if w.as_array().is_some_and(|w| !w.is_empty()) => {
+                _ = v.as_object_mut().unwrap().insert("wave".into(), w)
+            }
+            _ => v["wave"] = serde_json::json!([]),
+        }
+        out.push(v);
+        out.into_iter().map(|v| v.to_string()).collect()
     }
 
     /// Edits of a spec, each touching one part of it.
@@ -108,11 +151,21 @@ mod tests {
                 let a = facts(&spec);
                 for edited in edits(&spec) {
                     let b = facts(&edited);
+                    assert!(a.parsed.is_some() && b.parsed.is_some(), "orch's own texts compare parsed");
                     let parsed = spec_diff(&a, &b).expect("the specs differ");
-                    let (mut ja, mut jb) = (a.clone(), b.clone());
-                    (ja.parsed, jb.parsed) = (None, None);
-                    assert_eq!(Some(&parsed), spec_diff(&ja, &jb).as_ref(), "{}", path.display());
+                    assert_eq!(Some(parsed), by_json(&a, &b), "{}", path.display());
                     compared += 1;
+                    // Hand-written texts of either spec compare as their JSON does.
+                    for text in hand_written(&edited).into_iter().chain(hand_written(&spec)) {
+                        let h = facts_of_text(text);
+                        assert!(
+                            h.parsed.is_none(),
+                            "{}: a text orch does not write is compared as JSON",
+                            path.display()
+                        );
+                        assert_eq!(spec_diff(&a, &h), by_json(&a, &h), "{}", path.display());
+                        assert_eq!(spec_diff(&h, &b), by_json(&h, &b), "{}", path.display());
+                    }
                 }
                 assert_eq!(spec_diff(&a, &a.clone()), None);
             }
