@@ -7,7 +7,8 @@
 //! the run-started record alone (spec parse + validate + compile), the spec's JSON parse
 //! and its compile on their own, decoding while folding (`fold_log`, no `Vec<Record>`),
 //! the timeline, rollup and summary from the folded state, and `orch replay`'s work in
-//! process (verify + read + redecide + summary). Prints one JSON object with the median
+//! process (verify + read + redecide + summary), and the fold of every record after the
+//! run-started one on its own (`fold_rest`). Prints one JSON object with the median
 //! seconds of each (`*_s`, wall) and the median time on the CPU (`cpu.*`, which a shared
 //! machine disturbs less), and the record and byte counts.
 //!
@@ -199,6 +200,21 @@ fn main() {
         walls.push(format!("\"{name}_s\":{wall}"));
         cpus.push(format!("\"{name}\":{cpu}"));
     }
+    // The fold of every record after the run-started one, timed on its own (the state
+    // after record 0 is made, and the state dropped, outside the clock).
+    let (mut wall, mut cpu) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let mut state = State::fold(&records[..1]).expect("fold");
+        let (t, c) = (Instant::now(), on_cpu());
+        for r in &records[1..] {
+            state.apply(r).expect("apply");
+        }
+        wall.push(t.elapsed().as_secs_f64());
+        cpu.push(on_cpu() - c);
+        std::hint::black_box(&state);
+    }
+    walls.push(format!("\"fold_rest_s\":{}", median(wall)));
+    cpus.push(format!("\"fold_rest\":{}", median(cpu)));
     println!(
         "{{\"records\":{n},\"bytes\":{bytes},\"segments\":{},{},\"cpu\":{{{}}}}}",
         files.len(),
