@@ -302,3 +302,29 @@ fn a_hook_past_its_timeout_is_killed_with_its_group_and_refuses() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The default wake policy (`on_wave_complete`) wakes a parent when its last wave closes,
+/// in the very step that empties its group: the hook still runs, and answers, before the
+/// parent is done (it used to end the parent at once, and the hook never ran).
+#[test]
+fn the_hook_of_the_last_wave_runs_before_the_parent_is_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let wakes = dir.path().join("wakes");
+    let spec = format!(
+        "[[task]]\nid = \"review\"\ncommand = \"orch task create a -- true && orch task create b -- true\"\n\
+         hook = '''cat >> {wakes}; echo continue'''\n",
+        wakes = wakes.display()
+    );
+    let (code, r) = run(dir.path(), &spec);
+    assert_eq!(code, 0);
+    let woken = seq_of(&r, "the wave's wake", |e| matches!(e, Event::ParentWoken(w) if w.parent == "review"));
+    let answered = seq_of(&r, "the hook's answer", |e| {
+        matches!(e, Event::HookAnswered(h) if h.parent.as_deref() == Some("review") && h.verdict == Verdict::Continue)
+    });
+    let (done, state) = finished(&r)["review"];
+    assert!(woken < answered && answered < done, "woken {woken}, answered {answered}, done {done}");
+    assert_eq!(state, Terminal::Succeeded);
+    let input: Value = serde_json::from_str(std::fs::read_to_string(&wakes).unwrap().trim()).unwrap();
+    assert_eq!((input["parent"].as_str(), input["child"].as_str()), (Some("review"), None));
+    assert_eq!(input["children"]["done"], 2);
+}

@@ -204,7 +204,7 @@ impl State {
             // answers — unless the parent or the run is being cancelled, which no answer
             // can change (and a hook that hangs must not hold a cancel up).
             let cancelling = group.cancelled.is_some() || self.ending.is_some();
-            if !cancelling && self.hooks.get(&p).is_some_and(|q| !q.is_empty()) {
+            if !cancelling && self.hook_pending(p) {
                 return;
             }
             // Held: stuck until settled by hand (unless it is being cancelled).
@@ -215,6 +215,17 @@ impl State {
                 self.parents_done.insert(p);
             }
         }
+    }
+
+    /// Whether a wake hook of `p` is out, or due: a wake called for but not yet recorded
+    /// (the last wave closing wakes the parent in the very step that empties its group;
+    /// its hook must run, and answer, before the parent can be done).
+    fn hook_pending(&self, p: TaskIdx) -> bool {
+        if self.hooks.get(&p).is_some_and(|q| !q.is_empty()) {
+            return true;
+        }
+        let graph = self.g();
+        graph.task_spec(p).more().hook.is_some() && self.wakes.iter().any(|w| w.parent == graph.id(p))
     }
 
     /// The run ends early: kill what runs, cancel everything else.
