@@ -318,9 +318,11 @@ fn the_hook_of_the_last_wave_runs_before_the_parent_is_done() {
     let (code, r) = run(dir.path(), &spec);
     assert_eq!(code, 0);
     let woken = seq_of(&r, "the wave's wake", |e| matches!(e, Event::ParentWoken(w) if w.parent == "review"));
-    let answered = seq_of(&r, "the hook's answer", |e| {
-        matches!(e, Event::HookAnswered(h) if h.parent.as_deref() == Some("review") && h.verdict == Verdict::Continue)
-    });
+    let answered = seq_of(
+        &r,
+        "the hook's answer",
+        |e| matches!(e, Event::HookAnswered(h) if h.parent.as_deref() == Some("review") && h.verdict == Verdict::Continue),
+    );
     let (done, state) = finished(&r)["review"];
     assert!(woken < answered && answered < done, "woken {woken}, answered {answered}, done {done}");
     assert_eq!(state, Terminal::Succeeded);

@@ -48,6 +48,18 @@ timeout_ms = 300
 
 #[test]
 fn ctrl_c_cancels_kills_the_groups_and_leaves_a_verified_log() {
+    cancelled_by("INT", "interrupted (Ctrl-C)");
+}
+
+/// `kill`, `timeout` and service managers send SIGTERM; a closed terminal SIGHUP. Either
+/// cancels the run as Ctrl-C does (it used to end orch at once, its children orphaned).
+#[test]
+fn sigterm_and_sighup_cancel_as_ctrl_c_does() {
+    cancelled_by("TERM", "terminated (SIGTERM)");
+    cancelled_by("HUP", "hung up (SIGHUP)");
+}
+
+fn cancelled_by(signal: &str, reason: &str) {
     let s = Scratch::new();
     // `a` and `b` exec the sleep (their pid is the sleep's); `c` runs it as a grandchild.
     let spec = s.write(
@@ -89,7 +101,7 @@ command = ["sh", "-c", "sleep 30 & echo $! > pid.c.tmp && mv pid.c.tmp pid.c; wa
             .collect()
     });
 
-    let kill = Command::new("kill").args(["-INT", &orch_pid.to_string()]).status().unwrap();
+    let kill = Command::new("kill").args([&format!("-{signal}"), &orch_pid.to_string()]).status().unwrap();
     assert!(kill.success());
     let status = poll("orch to exit", Duration::from_secs(10), || child.0.try_wait().unwrap());
     let mut stdout = String::new();
@@ -104,7 +116,7 @@ command = ["sh", "-c", "sleep 30 & echo $! > pid.c.tmp && mv pid.c.tmp pid.c; wa
     let last = records.last().unwrap();
     assert_eq!(kind(last), "run_finished");
     assert_eq!(last["outcome"], "cancelled");
-    assert!(records.iter().any(|r| kind(r) == "cancel_requested"));
+    assert!(records.iter().any(|r| kind(r) == "cancel_requested" && r["reason"] == reason), "{records:?}");
     s.orch(&["verify", "latest"]).code(0).stdout_has("ok: ");
     s.orch(&["replay", "latest"]).code(0).stdout_has("replay ok");
 

@@ -75,7 +75,8 @@ pub(super) enum Incoming {
         task: String,
         attempt: u32,
     },
-    Interrupt,
+    /// Ctrl-C, or a request to terminate (SIGTERM, SIGHUP): why the run is cancelled.
+    Interrupt(&'static str),
     /// A request on the control socket.
     Control(Box<control::Pending>),
     /// A hook ended with this answer.
@@ -170,21 +171,31 @@ impl ProcessWorld {
         let runtime =
             tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(RuntimeError::Tokio)?;
         let (tx, rx) = mpsc::unbounded_channel::<Incoming>();
-        // The SIGINT handler is installed now, before any child is spawned: a Ctrl-C
-        // must always become a cancel record, never kill orch with its children
-        // orphaned. A stream also keeps a second Ctrl-C from being lost.
-        let mut sigint = {
-            let _context = runtime.enter();
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).map_err(RuntimeError::Signal)?
-        };
-        let interrupt_tx = tx.clone();
-        runtime.spawn(async move {
-            while sigint.recv().await.is_some() {
-                if interrupt_tx.send(Incoming::Interrupt).is_err() {
-                    return;
+        // The handlers are installed now, before any child is spawned: a Ctrl-C, or the
+        // SIGTERM of `kill`, `timeout` or a service manager, or the SIGHUP of a closed
+        // terminal, must always become a cancel record, never kill orch with its
+        // children orphaned and its run unfinished. A stream also keeps a second signal
+        // from being lost.
+        use tokio::signal::unix::SignalKind;
+        let cancels = [
+            (SignalKind::interrupt(), "interrupted (Ctrl-C)"),
+            (SignalKind::terminate(), "terminated (SIGTERM)"),
+            (SignalKind::hangup(), "hung up (SIGHUP)"),
+        ];
+        for (kind, why) in cancels {
+            let mut stream = {
+                let _context = runtime.enter();
+                tokio::signal::unix::signal(kind).map_err(RuntimeError::Signal)?
+            };
+            let interrupt_tx = tx.clone();
+            runtime.spawn(async move {
+                while stream.recv().await.is_some() {
+                    if interrupt_tx.send(Incoming::Interrupt(why)).is_err() {
+                        return;
+                    }
                 }
-            }
-        });
+            });
+        }
         // Children's exits are reaped on this thread when SIGCHLD comes, in
         // `next_input` (one wake per exit; see `reaper`). The stream exists before any
         // child does, so no exit is missed.
@@ -359,15 +370,15 @@ impl World for ProcessWorld {
                     }
                     continue;
                 }
-                Incoming::Interrupt => {
+                Incoming::Interrupt(why) => {
                     self.interrupts += 1;
-                    tracing::info!(count = self.interrupts, "interrupted (Ctrl-C)");
+                    tracing::info!(count = self.interrupts, "{why}");
                     if self.interrupts > 1 {
-                        // A second Ctrl-C: stop waiting for the grace period.
+                        // A second one: stop waiting for the grace period.
                         self.kill_all(Signal::SIGKILL);
                         continue;
                     }
-                    Event::CancelRequested(CancelRequested { task: None, reason: "interrupted (Ctrl-C)".into() })
+                    Event::CancelRequested(CancelRequested { task: None, reason: why.into() })
                 }
                 Incoming::Control(pending) => match self.control(*pending, state) {
                     Some(input) => input,
