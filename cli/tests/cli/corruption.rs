@@ -46,3 +46,29 @@ fn a_corrupted_log_is_named_by_segment_offset_and_seq() {
     assert_eq!(v[0]["outcome"], "unreadable");
     assert!(v[0]["error"].as_str().unwrap().contains(".seg:"));
 }
+
+/// `orch resume` refuses a simulated run, or a finished one, before it opens the log for
+/// writing: the torn tail stays as it is and no lock file is made (opening for writing
+/// would have dropped the tail first).
+#[test]
+fn a_refused_resume_leaves_the_log_as_it_was() {
+    let s = Scratch::new();
+    s.orch(&["run", &example("retries.toml"), "--sim"]).code(1);
+    let id = s.run_ids().remove(0);
+    let segment = s.segment(&id);
+    let log_dir = segment.parent().unwrap().to_path_buf();
+    let whole = std::fs::read(&segment).unwrap();
+    for (cut, refusal) in [(30, "a sim run cannot be resumed"), (0, "a sim run cannot be resumed")] {
+        std::fs::write(&segment, &whole[..whole.len() - cut]).unwrap();
+        let files = |d: &std::path::Path| -> Vec<String> {
+            let mut v: Vec<String> =
+                std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+            v.sort();
+            v
+        };
+        let before = files(&log_dir);
+        s.orch(&["resume", &id]).code(2).stderr_has(refusal);
+        assert_eq!(std::fs::read(&segment).unwrap().len(), whole.len() - cut, "the torn tail is untouched");
+        assert_eq!(files(&log_dir), before, "no file made or removed");
+    }
+}

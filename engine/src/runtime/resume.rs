@@ -65,6 +65,32 @@ fn open_writer(log: &Path, options: Options) -> Result<(Writer, orch_log_format:
     }
 }
 
+/// The refusals that reading alone can decide, made before the log is opened for
+/// writing: opening it drops a torn tail and takes the lock, and a refused resume must
+/// leave the run as it found it. A simulated run is named by its first record, a finished
+/// one by its last. (What needs the fold is decided after, as before.)
+fn refuse_early(log: &Path) -> Result<(), RuntimeError> {
+    let Ok(reader) = orch_log_format::Reader::open(log) else { return Ok(()) };
+    // Up to the first damage, if any: the writer reports it (or drops a torn tail).
+    let mut payloads = reader.iter().map_while(Result::ok);
+    let Some(first) = payloads.next() else { return Ok(()) };
+    let executor = match Record::decode(first.payload).map(|r| r.event) {
+        Ok(Event::RunStarted(started)) => started.executor,
+        _ => return Ok(()),
+    };
+    if executor != "process" {
+        return Err(RuntimeError::CannotResume(format!(
+            "a {executor} run cannot be resumed (only runs of real processes can; run it again)"
+        )));
+    }
+    if let Some(last) = payloads.last() {
+        if matches!(Record::decode(last.payload).map(|r| r.event), Ok(Event::RunFinished(_))) {
+            return Err(RuntimeError::CannotResume("the run has finished: nothing to resume".into()));
+        }
+    }
+    Ok(())
+}
+
 /// Resumes the run whose log is `log` (in `store`, for blobs and the child env).
 pub fn resume(
     store: &Store,
@@ -74,6 +100,7 @@ pub fn resume(
     kill_grace: std::time::Duration,
     observe: impl FnMut(&Record, &State),
 ) -> Result<Resumed, RuntimeError> {
+    refuse_early(log)?;
     let (writer, recovery) = open_writer(log, options)?;
     let records = read_records(log)?;
     let recovered = recover(&records)?;
