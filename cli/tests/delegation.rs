@@ -402,3 +402,28 @@ fn a_finished_run_refuses_changes_and_its_log_is_untouched() {
     assert_eq!(o.code, 2);
     assert!(o.stderr.contains("--run"), "{}", o.stderr);
 }
+
+/// `orch task update --status cancelled --note WHY` puts who and why in the cause: of a
+/// task that had not started, and of a running one killed for it.
+#[test]
+fn a_cancel_with_a_note_says_who_and_why_in_the_causes() {
+    let s = Scratch::new();
+    let run = s.run(
+        "[run]\nmax_concurrency = 3\n\
+         [[task]]\nid = \"r\"\ncommand = \"sleep 30\"\n\
+         [[task]]\nid = \"w\"\ncommand = \"true\"\nafter = [\"r\"]\n\
+         [[task]]\nid = \"boss\"\ncommand = '''orch task update w --status cancelled --note 'not needed' && \
+         orch task update r --status cancelled --note 'too slow' '''\n",
+    );
+    let causes: BTreeMap<String, Option<String>> = run
+        .records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::TaskFinished(f) => Some((f.task.clone(), f.cause.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(causes["w"].as_deref(), Some("cancelled (w, by boss: not needed)"));
+    assert_eq!(causes["r"].as_deref(), Some("killed by a cancel request (by boss: too slow)"));
+    assert_eq!(causes["boss"], None);
+}

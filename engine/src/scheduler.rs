@@ -213,7 +213,10 @@ fn resolve_exit(state: &State, t: TaskIdx) -> Event {
                 None => match reason {
                     crate::record::KillReason::Timeout => "killed at its timeout".to_string(),
                     crate::record::KillReason::Stop => "killed: its parent's hook said stop".to_string(),
-                    _ => "killed by a cancel request".to_string(),
+                    _ => match state.cancel_note(t) {
+                        Some(note) => format!("killed by a cancel request ({note})"),
+                        None => "killed by a cancel request".to_string(),
+                    },
                 },
             };
             finished(Terminal::Cancelled, Some(cause))

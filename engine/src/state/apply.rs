@@ -71,7 +71,7 @@ impl State {
                 }
                 Some(id) => {
                     let t = self.lookup(id)?;
-                    self.cancel_task(t);
+                    self.cancel_task(t, None);
                     Ok(())
                 }
             },

@@ -18,6 +18,7 @@ impl State {
         self.doomed.remove(&t);
         self.parents_done.remove(&t);
         self.to_delegate.remove(&t);
+        self.cancel_notes.remove(&t);
         // Only a ready task is in the ready set (most tasks finish from `exited`: the
         // search would be a wasted walk down a large tree).
         if was == Phase::Ready {
@@ -257,7 +258,9 @@ impl State {
     }
 
     /// Cancels one task (and, when cascading, its children and dependents).
-    pub(super) fn cancel_task(&mut self, root: TaskIdx) {
+    /// Cancels `root` (and, cascading, what depends on it or descends from it); `note`
+    /// (who, and why) goes into every cause.
+    pub(super) fn cancel_task(&mut self, root: TaskIdx, note: Option<&str>) {
         let graph = self.g().clone();
         let cascading = graph.spec.run.cancellation == Cancellation::Cascading;
         let mut targets = vec![root];
@@ -276,7 +279,17 @@ impl State {
                 i += 1;
             }
         }
-        let cause = format!("cancelled ({})", graph.id(root));
+        let cause = match note {
+            Some(note) => format!("cancelled ({}, {note})", graph.id(root)),
+            None => format!("cancelled ({})", graph.id(root)),
+        };
+        if let Some(note) = note {
+            for &t in &targets {
+                if matches!(self.tasks[t as usize].phase, Phase::Running { kill: None, .. }) {
+                    self.cancel_notes.insert(t, note.to_string());
+                }
+            }
+        }
         self.cancel_all(&targets, &cause, crate::record::KillReason::Cancel, cascading);
     }
 

@@ -183,6 +183,9 @@ pub struct State {
     /// Wake hooks run and not yet answered, per parent, oldest first: the parent's
     /// children are not done while one is out.
     pub(crate) hooks: BTreeMap<TaskIdx, VecDeque<ParentWoken>>,
+    /// Why a running task is being killed by `orch task update --status cancelled
+    /// --note WHY`: its cause says so when it ends.
+    pub(crate) cancel_notes: BTreeMap<TaskIdx, String>,
     pub(crate) finalize: Finalize,
     /// The highest control request number seen (a resumed runtime numbers on from it).
     pub(crate) last_request: u64,
@@ -229,6 +232,7 @@ impl State {
             context: BTreeMap::new(),
             context_bytes: 0,
             hooks: BTreeMap::new(),
+            cancel_notes: BTreeMap::new(),
             finalize: Finalize::Idle,
             last_request: 0,
             deadline_pending: false,
@@ -270,6 +274,11 @@ impl State {
 
     pub fn is_finished(&self) -> bool {
         matches!(self.run, RunPhase::Finished(_))
+    }
+
+    /// The note given with the cancel that is killing running task `t`, if any.
+    pub fn cancel_note(&self, t: TaskIdx) -> Option<&str> {
+        self.cancel_notes.get(&t).map(String::as_str)
     }
 
     pub fn ending(&self) -> Option<Ending> {

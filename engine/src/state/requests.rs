@@ -64,7 +64,8 @@ impl State {
             UpdateStatus::Cancelled => match phase {
                 Phase::Done(state) => Err(format!("task {:?} has already finished ({})", u.task, state.name())),
                 _ => {
-                    self.cancel_task(t);
+                    let note = u.note.as_ref().map(|note| format!("{who}: {note}"));
+                    self.cancel_task(t, note.as_deref());
                     Ok(())
                 }
             },
