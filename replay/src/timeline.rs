@@ -4,6 +4,7 @@
 //! so they agree with each other and with the log. Works on live logs: an attempt still
 //! running has no end yet.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use orch_engine::graph::{Graph, TaskIdx, WaveIdx, ROOT};
@@ -59,8 +60,9 @@ impl Attempt {
 /// One task's recorded moments.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskTimes {
-    /// When it could first have been dispatched: its wave opened and every dependency
-    /// had finished (the later of the two). None until both happened.
+    /// When it could first have been dispatched: its wave opened, it existed (a task
+    /// created at run time), and every dependency had finished (the latest of these).
+    /// None until all happened.
     pub ready_ms: Option<u64>,
     pub first_dispatch_ms: Option<u64>,
     /// End of its own last attempt (before it waits for its children, if it has any).
@@ -141,6 +143,11 @@ impl Timeline {
         let mut held = 0u32;
         let mut released: Vec<bool> = Vec::new();
         let mut busy_since = 0u64;
+        // Tasks created at run time: their submissions awaiting an answer (request → id
+        // and time), then, once accepted, when each was created (it cannot be ready
+        // before it exists, though the wave it joins may have opened long before).
+        let mut submitted: BTreeMap<u64, (String, u64)> = BTreeMap::new();
+        let mut created: Vec<Option<u64>> = vec![None; n];
         for (seq, r) in records.iter().enumerate() {
             tl.now_ms = tl.now_ms.max(r.time_ms);
             if let Event::RunStarted(_) = &r.event {
@@ -254,6 +261,21 @@ impl Timeline {
                         (task.finished_ms, task.state) = (Some(r.time_ms), Some(f.state));
                     }
                 }
+                Event::TaskSubmitted(s) => {
+                    #[derive(serde::Deserialize)]
+                    struct Id {
+                        id: String,
+                    }
+                    if let Ok(Id { id }) = serde_json::from_str(&s.task) {
+                        submitted.insert(s.request, (id, r.time_ms));
+                    }
+                }
+                Event::RequestAnswered(a) => {
+                    let accepted = submitted.remove(&a.request).filter(|_| a.error.is_none());
+                    if let Some((t, at)) = accepted.and_then(|(id, at)| Some((lookup(id.as_str())?, at))) {
+                        created[t as usize] = Some(at);
+                    }
+                }
                 Event::RunFinished(_) => tl.finished = true,
                 _ => {}
             }
@@ -261,7 +283,7 @@ impl Timeline {
         if running > 0 {
             tl.busy_ms += tl.now_ms - busy_since;
         }
-        tl.derive_ready();
+        tl.derive_ready(&created);
         tl
     }
 
@@ -299,11 +321,15 @@ impl Timeline {
         }
     }
 
-    fn derive_ready(&mut self) {
+    /// `created`: when each task made at run time was created (None for the spec's).
+    fn derive_ready(&mut self, created: &[Option<u64>]) {
         let Some(graph) = self.graph.clone() else { return };
         for t in 0..graph.len() {
             let node = graph.node(t as TaskIdx);
             let mut ready = self.wave_opened_ms[node.wave as usize];
+            if let (Some(opened), Some(&Some(at))) = (ready, created.get(t)) {
+                ready = Some(opened.max(at));
+            }
             for &d in graph.deps(t as TaskIdx) {
                 ready = match (ready, self.tasks[d as usize].finished_ms) {
                     (Some(a), Some(b)) => Some(a.max(b)),
