@@ -21,6 +21,11 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, Failure> {
         a.exec.durability.parse().map_err(|e: orch_log_format::Error| Failure::Input(format!("--durability: {e}")))?;
     let (name, text, format) = read_spec(a)?;
     let spec = spec::parse(&text, &name, format)?;
+    // Valid, but nothing could happen: a run with no task ends at once (nobody is there
+    // to create tasks at run time). Most likely a mistake, so said before a run is made.
+    if spec.tasks.is_empty() {
+        return Err(Failure::Input(format!("{name}: the workflow declares no tasks (add a [[task]])")));
+    }
     let launch = Launch {
         store: Store::at(&cli.store),
         spec_text: text,

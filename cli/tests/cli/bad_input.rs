@@ -15,6 +15,14 @@ fn bad_specs_exit_2_naming_file_and_line() {
         s.write("cycle.toml", "[[task]]\nid = \"a\"\nafter = [\"b\"]\n\n[[task]]\nid = \"b\"\nafter = [\"a\"]\n");
     s.orch(&["run", &cycle]).code(2).stderr_has("cycle.toml:").stderr_has("dependency cycle");
 
+    // Valid but empty: nothing could ever run.
+    for (name, text) in [("empty.toml", ""), ("only-run.toml", "[run]\nname = \"x\"\n")] {
+        let empty = s.write(name, text);
+        s.orch(&["run", &empty]).code(2).stderr_has(name).stderr_has("declares no tasks");
+        s.orch(&["run", &empty, "--sim"]).code(2).stderr_has("declares no tasks");
+    }
+    s.orch(&["run", "--tasks", "[]"]).code(2).stderr_has("--tasks: the workflow declares no tasks");
+
     let missing = s.orch(&["run", "no-such-workflow.toml"]);
     missing.code(2).stderr_has("no-such-workflow.toml");
     assert!(missing.stdout.is_empty(), "stdout: {}", missing.stdout);
