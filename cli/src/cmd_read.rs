@@ -173,7 +173,7 @@ pub fn ls(cli: &Cli, a: &JsonFlag) -> Result<ExitCode, Failure> {
             }
             // The error goes to stderr (and `error` in JSON): inline, it broke the table.
             Err(e) => {
-                eprintln!("orch: {id}: {e}");
+                crate::output::note(format!("orch: {id}: {e}"));
                 errors.insert(id.clone(), e.to_string());
                 ("unreadable".to_string(), 0, 0)
             }

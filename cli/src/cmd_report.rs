@@ -20,7 +20,12 @@ pub fn report(cli: &Cli, a: &ReportArgs) -> Result<ExitCode, Failure> {
     }
     let html = report::render(&records);
     write_whole(&a.output, html.as_bytes())?;
-    eprintln!("orch: wrote {} ({} bytes, {} records)", a.output.display(), html.len(), records.len());
+    crate::output::note(format!(
+        "orch: wrote {} ({} bytes, {} records)",
+        a.output.display(),
+        html.len(),
+        records.len()
+    ));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -120,18 +120,26 @@ fn finish(run_id: &str, log: &std::path::Path, json: bool, wall: std::time::Inst
     let summary = Summary::of(&records);
     let digest = orch_log_format::verify(log)?.digest;
     let outcome = summary.outcome.unwrap_or(RunOutcome::Failed);
-    if json {
-        let mut v = serde_json::to_value(&summary).map_err(|e| Failure::Other(e.to_string()))?;
-        v["run"] = run_id.into();
-        v["log_digest"] = orch_log_format::hex(&digest).into();
-        v["elapsed_ms"] = (wall.elapsed().as_millis() as u64).into();
-        line(v)?;
-    } else {
-        line(format!("run {run_id} ({})", log.display()))?;
-        for l in summary.render().lines() {
-            line(l)?;
+    let print = || -> Result<(), Failure> {
+        if json {
+            let mut v = serde_json::to_value(&summary).map_err(|e| Failure::Other(e.to_string()))?;
+            v["run"] = run_id.into();
+            v["log_digest"] = orch_log_format::hex(&digest).into();
+            v["elapsed_ms"] = (wall.elapsed().as_millis() as u64).into();
+            line(v)
+        } else {
+            line(format!("run {run_id} ({})", log.display()))?;
+            for l in summary.render().lines() {
+                line(l)?;
+            }
+            line(format!("log digest {}", orch_log_format::hex(&digest)))
         }
-        line(format!("log digest {}", orch_log_format::hex(&digest)))?;
+    };
+    // The run's outcome is the exit code even when its summary cannot be printed (stdout
+    // closed, or a terminal that hung up and cancelled the run): the log has it all.
+    match print() {
+        Ok(()) | Err(Failure::BrokenPipe) => {}
+        Err(e) => crate::output::note(format!("orch: the summary could not be printed: {e}")),
     }
     Ok(ExitCode::from(match outcome {
         RunOutcome::Succeeded => exit::OK,

@@ -76,7 +76,7 @@ fn read(end: &Endpoint, request: &Request) -> Result<serde_json::Value, Failure>
         Ok(Response { ok: true, data, .. }) => Ok(data.unwrap_or(serde_json::Value::Null)),
         Ok(Response { error, .. }) => Err(Failure::Input(error.unwrap_or_else(|| "rejected".into()))),
         Err(ClientError::NotRunning { .. }) => {
-            eprintln!("orch: {} is not live: answering from its log", end.name);
+            crate::output::note(format!("orch: {} is not live: answering from its log", end.name));
             let records = read_records(&end.log)?;
             let state = State::fold(&records).map_err(|e| Failure::Input(format!("{}: {e}", end.log.display())))?;
             Ok(match request {

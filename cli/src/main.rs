@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(Failure::BrokenPipe) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("orch: {failure}");
+            output::note(format!("orch: {failure}"));
             failure.exit_code()
         }
     }

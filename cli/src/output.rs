@@ -17,6 +17,12 @@ pub fn line(text: impl std::fmt::Display) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Writes one line to stderr. A stderr that is gone (the terminal closed: its SIGHUP is
+/// being handled as a cancel, and the run must still end cleanly) is not an error.
+pub fn note(text: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
 /// Progress of a run, fed with every committed record.
 pub struct Progress {
     quiet: bool,
@@ -64,13 +70,15 @@ impl Progress {
         let width = 30;
         let filled = (done * width).checked_div(total).unwrap_or(width).min(width);
         let bar: String = "#".repeat(filled) + &"-".repeat(width - filled);
-        eprint!("\r\x1b[2K[{bar}] {done}/{total} done, {} running, {failed} failed", state.running());
-        let _ = std::io::stderr().flush();
+        // Errors ignored, as in `note`.
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K[{bar}] {done}/{total} done, {} running, {failed} failed", state.running());
+        let _ = err.flush();
     }
 
     fn clear_status(&mut self) {
         if self.tty && self.last_draw.is_some() {
-            eprint!("\r\x1b[2K");
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
             self.last_draw = None;
         }
     }

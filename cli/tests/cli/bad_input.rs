@@ -15,6 +15,19 @@ fn bad_specs_exit_2_naming_file_and_line() {
         s.write("cycle.toml", "[[task]]\nid = \"a\"\nafter = [\"b\"]\n\n[[task]]\nid = \"b\"\nafter = [\"a\"]\n");
     s.orch(&["run", &cycle]).code(2).stderr_has("cycle.toml:").stderr_has("dependency cycle");
 
+    // Settings that would apply to nothing, and an exit code no process has.
+    let group = s.write(
+        "group.toml",
+        "[[task]]\nid = \"g\"\ntimeout_ms = 5\nretry = { max_attempts = 3 }\n\n\
+         [[task]]\nid = \"c\"\nparent = \"g\"\nsim = { outcomes = [\"fail:999\"] }\n",
+    );
+    let out = s.orch(&["run", &group, "--sim"]);
+    out.code(2)
+        .stderr_has("group.toml:3: task \"g\" runs nothing itself")
+        .stderr_has("timeout_ms would apply to nothing");
+    out.stderr_has("group.toml:4:").stderr_has("retry would apply to nothing");
+    out.stderr_has("group.toml:9:").stderr_has("\"fail:999\": a process exits with a code from 1 to 255");
+
     // Valid but empty: nothing could ever run.
     for (name, text) in [("empty.toml", ""), ("only-run.toml", "[run]\nname = \"x\"\n")] {
         let empty = s.write(name, text);

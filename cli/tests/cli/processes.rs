@@ -80,6 +80,7 @@ command = ["sh", "-c", "sleep 30 & echo $! > pid.c.tmp && mv pid.c.tmp pid.c; wa
     );
     let child = s
         .command(&["run", &spec, "-j", "3", "--kill-grace-ms", "1000"])
+        .default_signals()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -189,4 +190,63 @@ fn the_concurrency_cap_holds_and_the_recorded_times_show_the_speedup() {
     assert!(busy_ms * 10 >= wall_ms * 15, "speedup {busy_ms} ms / {wall_ms} ms is below 1.5");
     assert_eq!(u(&v["attempt_ms"]), busy_ms);
     assert_eq!(u(&v["wall_ms"]), wall_ms);
+}
+
+/// A signal ignored when orch starts stays ignored (`nohup orch run …` must survive the
+/// terminal's SIGHUP); the others still cancel. Read from the live process's dispositions.
+#[test]
+fn a_signal_ignored_at_start_stays_ignored() {
+    let s = Scratch::new();
+    s.write("one.toml", "[[task]]\nid = \"a\"\ncommand = [\"sh\", \"-c\", \"touch up && exec sleep 30\"]\n");
+    let child = Command::new("sh")
+        .args(["-c", "trap '' HUP; exec \"$0\" run one.toml", env!("CARGO_BIN_EXE_orch")])
+        .default_signals()
+        .current_dir(s.path())
+        .env_remove("ORCH_STORE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Reap(child);
+    let orch_pid = child.0.id();
+    poll("the task to start", Duration::from_secs(10), || s.path().join("up").exists().then_some(()));
+    let status = std::fs::read_to_string(format!("/proc/{orch_pid}/status")).unwrap();
+    let mask = |name: &str| {
+        let hex = status.lines().find_map(|l| l.strip_prefix(name)).unwrap().trim();
+        u64::from_str_radix(hex, 16).unwrap()
+    };
+    let (ignored, caught) = (mask("SigIgn:"), mask("SigCgt:"));
+    let bit = |signal: u32| 1u64 << (signal - 1);
+    let (hup, int, term) = (bit(1), bit(2), bit(15));
+    assert!(ignored & hup != 0 && caught & hup == 0, "SIGHUP stays ignored: SigIgn {ignored:x}, SigCgt {caught:x}");
+    assert!(caught & int != 0 && caught & term != 0, "SIGINT and SIGTERM are handled: SigCgt {caught:x}");
+    assert!(Command::new("kill").args(["-INT", &orch_pid.to_string()]).status().unwrap().success());
+    let status = poll("orch to exit", Duration::from_secs(10), || child.0.try_wait().unwrap());
+    assert_eq!(status.code(), Some(130));
+}
+
+/// Orch started as from a terminal: the signals it cancels on at their default
+/// disposition, whatever the test runner's parent ignores (a background job ignores
+/// SIGINT, `nohup` SIGHUP), since orch keeps a signal ignored at its start.
+trait DefaultSignals {
+    fn default_signals(&mut self) -> &mut Self;
+}
+
+impl DefaultSignals for Command {
+    fn default_signals(&mut self) -> &mut Self {
+        use nix::sys::signal::{signal, SigHandler, Signal};
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec only `signal(2)` is called, which is
+        // async-signal-safe; nothing is allocated or locked.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.pre_exec(|| {
+                for s in [Signal::SIGHUP, Signal::SIGINT, Signal::SIGTERM] {
+                    signal(s, SigHandler::SigDfl).map_err(std::io::Error::from)?;
+                }
+                Ok(())
+            })
+        }
+    }
 }

@@ -183,6 +183,11 @@ impl ProcessWorld {
             (SignalKind::hangup(), "hung up (SIGHUP)"),
         ];
         for (kind, why) in cancels {
+            // A signal ignored when orch started stays ignored (`nohup` ignores SIGHUP; a
+            // shell ignores SIGINT for a background job): the classic rule for handlers.
+            if ignored_at_start(kind.as_raw_value()) {
+                continue;
+            }
             let mut stream = {
                 let _context = runtime.enter();
                 tokio::signal::unix::signal(kind).map_err(RuntimeError::Signal)?
@@ -396,4 +401,14 @@ impl World for ProcessWorld {
             return Ok(Some((now, input)));
         }
     }
+}
+
+/// Whether `signal` is ignored by this process now (before orch installs its handlers:
+/// as it was inherited). Read from `/proc/self/status` (`SigIgn`, a hex mask with bit
+/// `signal - 1`), which needs no unsafe `sigaction` query; unknown counts as not ignored.
+fn ignored_at_start(signal: i32) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let mask =
+        status.lines().find_map(|l| l.strip_prefix("SigIgn:")).and_then(|m| u64::from_str_radix(m.trim(), 16).ok());
+    signal >= 1 && mask.is_some_and(|mask| (mask >> (signal - 1)) & 1 == 1)
 }

@@ -28,8 +28,10 @@ pub struct Context {
     /// orch's PATH, to look programs up on.
     path: Vec<u8>,
     /// Signals with a handler in orch (which must not run in the child, in orch's
-    /// memory), and SIGPIPE (which Rust ignores, and an ignored signal stays ignored
-    /// across exec).
+    /// memory), SIGPIPE (which Rust ignores, and an ignored signal stays ignored across
+    /// exec), and SIGTERM (what a timeout or a cancel sends first: a child must not
+    /// inherit it ignored — from a parent of orch's that ignored it — and sit out every
+    /// grace period).
     reset: Vec<c_int>,
     stack: Mutex<Box<[u8]>>,
 }
@@ -40,7 +42,7 @@ impl Context {
     #[allow(unsafe_code)]
     pub fn new(replaced: &[&str]) -> io::Result<Context> {
         let devnull = above_stdio(OwnedFd::from(std::fs::File::open("/dev/null")?))?;
-        let mut reset = vec![libc::SIGPIPE];
+        let mut reset = vec![libc::SIGPIPE, libc::SIGTERM];
         for sig in 1..=libc::SIGRTMAX() {
             // SAFETY: a query only (no new action); `old` is written by the call.
             let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
@@ -48,6 +50,7 @@ impl Context {
                 && old.sa_sigaction != libc::SIG_DFL
                 && old.sa_sigaction != libc::SIG_IGN
                 && sig != libc::SIGPIPE
+                && sig != libc::SIGTERM
             {
                 reset.push(sig);
             }

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::validate::{validate, Places, Unplaced};
-use super::{Error, Problem, Spec};
+use super::{Error, Problem, RetryPolicy, SimOutcome, Spec};
 
 /// The two file formats a spec can be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,15 +48,55 @@ pub fn parse(text: &str, file: &str, format: Format) -> Result<Spec, Error> {
     match format {
         Format::Toml => {
             let spec: Spec = toml::from_str(text).map_err(|e| Error::Syntax(toml_problem(&e, text, file)))?;
-            validate(&spec, &TomlPlaces::new(file, text))?;
+            let places = TomlPlaces::new(file, text);
+            validate(&spec, &places)?;
+            new_spec_rules(&spec, &places)?;
             Ok(spec)
         }
         Format::Json => {
             let spec: Spec = serde_json::from_str(text).map_err(|e| Error::Syntax(json_problem(&e, file)))?;
             // serde_json keeps no spans, so semantic problems are placed by path.
             validate(&spec, &Unplaced(file))?;
+            new_spec_rules(&spec, &Unplaced(file))?;
             Ok(spec)
         }
+    }
+}
+
+/// Rules for specs written now, kept out of `validate`, which also reads the specs that
+/// existing logs carry: a log written before a rule existed must still replay. A task
+/// that runs nothing itself (a group of its children) with a timeout or a retry policy,
+/// which would apply to nothing; a simulated exit code no process can exit with.
+fn new_spec_rules(spec: &Spec, places: &dyn Places) -> Result<(), Error> {
+    let mut problems = Vec::new();
+    for (i, task) in spec.tasks.iter().enumerate() {
+        let id = &task.id;
+        if task.command.is_none() && task.sim.is_none() {
+            let more = task.more();
+            let group = "runs nothing itself (a group of its children)";
+            if more.timeout_ms.is_some() {
+                let message =
+                    format!("task {id:?} {group}: its timeout_ms would apply to nothing; set it on the children");
+                problems.push(Problem { place: places.task_field(i, "timeout_ms", None), message });
+            }
+            if more.retry != RetryPolicy::default() {
+                let message = format!("task {id:?} {group}: its retry would apply to nothing; set it on the children");
+                problems.push(Problem { place: places.task_field(i, "retry", None), message });
+            }
+        }
+        for (j, outcome) in task.sim.iter().flat_map(|s| s.outcomes.iter()).enumerate() {
+            if let SimOutcome::Fail(code) = outcome {
+                if !(1..=255).contains(code) {
+                    let message = format!("task {id:?}: \"fail:{code}\": a process exits with a code from 1 to 255");
+                    problems.push(Problem { place: places.task_field(i, "sim.outcomes", Some(j)), message });
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(problems))
     }
 }
 
@@ -335,6 +375,11 @@ impl LocTask {
                 "priority" => span(&self.priority),
                 "timeout_ms" => span(&self.timeout_ms),
                 "cost" => span(&self.cost),
+                // The retry table, at the first of its keys the file spells out.
+                "retry" => self.retry.as_ref().and_then(|r| {
+                    let keys = [&r.max_attempts, &r.backoff, &r.base_ms, &r.max_ms, &r.jitter];
+                    keys.into_iter().find_map(span)
+                }),
                 _ => None,
             },
         }

@@ -94,6 +94,9 @@ impl State {
                 self.ready.remove(&self.ready_key(t));
                 self.tasks[t as usize].attempts = d.attempt;
                 self.count_running(t, true);
+                // A note belongs to the attempt its cancel was killing (one lost to an
+                // engine crash is retried: the new attempt was not cancelled).
+                self.cancel_notes.remove(&t);
                 Ok(())
             }
             Event::AttemptKillRequested(k) => {
