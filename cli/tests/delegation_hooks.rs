@@ -14,6 +14,10 @@ use orch_engine::journal::read_records;
 use orch_engine::record::{Event, KillReason, Record, RunOutcome, Terminal, Verdict};
 use serde_json::Value;
 
+#[path = "support/signals.rs"]
+mod signals;
+use signals::DefaultSignals;
+
 /// `orch` in `dir`, as from a shell outside any run; children find it on PATH.
 fn orch(dir: &Path, args: &[&str]) -> Command {
     let bin = Path::new(env!("CARGO_BIN_EXE_orch"));
@@ -28,7 +32,8 @@ fn orch(dir: &Path, args: &[&str]) -> Command {
 
 fn spawn_run(dir: &Path, spec: &str) -> Child {
     std::fs::write(dir.join("wf.toml"), spec).unwrap();
-    orch(dir, &["run", "wf.toml", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    let mut run = orch(dir, &["run", "wf.toml", "--json"]);
+    run.default_signals().stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
 }
 
 /// Waits for the run to end; its exit code and records, once `orch replay` passed.
@@ -329,4 +334,36 @@ fn the_hook_of_the_last_wave_runs_before_the_parent_is_done() {
     let input: Value = serde_json::from_str(std::fs::read_to_string(&wakes).unwrap().trim()).unwrap();
     assert_eq!((input["parent"].as_str(), input["child"].as_str()), (Some("review"), None));
     assert_eq!(input["children"]["done"], 2);
+}
+
+/// A cancel does not wait for a hook that is out; what the hook started goes with it
+/// when orch ends (not only the hook's own process).
+#[test]
+fn a_hook_out_when_the_run_is_cancelled_is_killed_with_its_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("hook.pid");
+    let spec = format!(
+        "[[task]]\nid = \"review\"\ncommand = \"orch task create c1 -- true\"\n\
+         hook = '''sleep 30 & echo $! > {pid}.tmp; mv {pid}.tmp {pid}; wait; echo continue'''\n",
+        pid = pid_file.display()
+    );
+    let mut run = spawn_run(dir.path(), &spec);
+    let started = Instant::now();
+    let pid = loop {
+        if let Ok(text) = std::fs::read_to_string(&pid_file) {
+            break text.trim().parse::<i32>().unwrap();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the hook did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let orch_pid = run.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &orch_pid]).status().unwrap().success());
+    let status = run.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let gone = || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err();
+    let waited = Instant::now();
+    while !gone() {
+        assert!(waited.elapsed() < Duration::from_secs(5), "the hook's sleep {pid} outlived orch");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

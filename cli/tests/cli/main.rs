@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "../support/signals.rs"]
+mod signals;
+
 mod bad_input;
 mod corruption;
 mod processes;

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use super::signals::DefaultSignals;
 use super::{kind, poll, process_gone, u, Reap, Scratch};
 
 #[test]
@@ -224,29 +225,4 @@ fn a_signal_ignored_at_start_stays_ignored() {
     assert!(Command::new("kill").args(["-INT", &orch_pid.to_string()]).status().unwrap().success());
     let status = poll("orch to exit", Duration::from_secs(10), || child.0.try_wait().unwrap());
     assert_eq!(status.code(), Some(130));
-}
-
-/// Orch started as from a terminal: the signals it cancels on at their default
-/// disposition, whatever the test runner's parent ignores (a background job ignores
-/// SIGINT, `nohup` SIGHUP), since orch keeps a signal ignored at its start.
-trait DefaultSignals {
-    fn default_signals(&mut self) -> &mut Self;
-}
-
-impl DefaultSignals for Command {
-    fn default_signals(&mut self) -> &mut Self {
-        use nix::sys::signal::{signal, SigHandler, Signal};
-        use std::os::unix::process::CommandExt;
-        // SAFETY: between fork and exec only `signal(2)` is called, which is
-        // async-signal-safe; nothing is allocated or locked.
-        #[allow(unsafe_code)]
-        unsafe {
-            self.pre_exec(|| {
-                for s in [Signal::SIGHUP, Signal::SIGINT, Signal::SIGTERM] {
-                    signal(s, SigHandler::SigDfl).map_err(std::io::Error::from)?;
-                }
-                Ok(())
-            })
-        }
-    }
 }

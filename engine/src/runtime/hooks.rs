@@ -93,6 +93,7 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
     let mut child = cmd.spawn().map_err(|e| format!("hook could not start: {e}"))?;
     // The hook leads its own group (pgid = its pid): a timeout kills what it started too.
     let pgid = child.id().and_then(|pid| i32::try_from(pid).ok()).map(nix::unistd::Pid::from_raw);
+    let mut abandoned = KillGroupOnDrop(pgid);
     let deadline = call.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut stdin = child.stdin.take().expect("stdin was piped");
     let input = call.input.clone();
@@ -127,7 +128,10 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
         tokio::select! {
             // In this order: a hook that exited by its deadline has answered, not timed out.
             biased;
-            status = child.wait() => break status.map_err(|e| format!("waiting for the hook: {e}"))?,
+            status = child.wait() => {
+                abandoned.0 = None; // it exited: what it left running is its own business
+                break status.map_err(|e| format!("waiting for the hook: {e}"))?;
+            }
             chunk = chunks.recv(), if !chunks.is_closed() => {
                 // None: stdout closed; what is left is to wait for the exit.
                 if let Some(c) = chunk {
@@ -204,6 +208,19 @@ fn expected(kind: HookKind) -> &'static str {
     match kind {
         HookKind::Wake => "continue or stop",
         HookKind::Finalize => "accept or reject",
+    }
+}
+
+/// The hook's process group, killed if the hook is given up before it exits (orch ends
+/// with a hook out: a cancel does not wait for hooks). `kill_on_drop` reaches only the
+/// hook's own process, and what it started would live on after orch.
+struct KillGroupOnDrop(Option<nix::unistd::Pid>);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        }
     }
 }
 
