@@ -54,6 +54,8 @@ pub fn parse(text: &str, file: &str, format: Format) -> Result<Spec, Error> {
             Ok(spec)
         }
         Format::Json => {
+            // A byte-order mark, as some editors write (the TOML parser takes one too).
+            let text = text.strip_prefix('\u{feff}').unwrap_or(text);
             let spec: Spec = serde_json::from_str(text).map_err(|e| Error::Syntax(json_problem(&e, file)))?;
             // serde_json keeps no spans, so semantic problems are placed by path.
             validate(&spec, &Unplaced(file))?;
@@ -408,6 +410,14 @@ mod tests {
     fn lines_are_one_based() {
         let starts = line_starts("a\nbc\n\nd");
         assert_eq!([0, 1, 2, 3, 4, 5, 6].map(|o| line_of(&starts, o)), [1, 1, 2, 2, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_taken_in_either_format() {
+        let json = parse("\u{feff}{\"task\":[{\"id\":\"a\",\"command\":\"true\"}]}", "bom.json", Format::Json);
+        let toml = parse("\u{feff}[[task]]\nid = \"a\"\ncommand = \"true\"\n", "bom.toml", Format::Toml);
+        assert_eq!(json.expect("json").tasks[0].id, "a");
+        assert_eq!(toml.expect("toml").tasks[0].id, "a");
     }
 
     #[test]
