@@ -132,6 +132,8 @@ pub struct SpecDiff {
     pub digests: [Digest; 2],
     /// `[run]` differs.
     pub run: bool,
+    /// Which keys of `[run]` differ (set or unset on one side only counts), sorted.
+    pub run_keys: Vec<String>,
     /// `[[wave]]`s differ.
     pub waves: bool,
     /// Tasks whose entries differ, or that only one side has, in A's declaration order.

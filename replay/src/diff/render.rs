@@ -22,8 +22,10 @@ impl Report {
         }
         if let Some(s) = &self.spec {
             out += &format!("\nspec differs: A {} vs B {}\n", s.digests[0].short(), s.digests[1].short());
-            if s.run {
-                out += "  [run] changed\n";
+            match (s.run, s.run_keys.is_empty()) {
+                (true, false) => out += &format!("  [run] changed: {}\n", s.run_keys.join(", ")),
+                (true, true) => out += "  [run] changed\n",
+                (false, _) => {}
             }
             if s.waves {
                 out += "  [[wave]]s changed\n";

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use orch_engine::record::Digest;
 use orch_engine::spec::Spec;
+use serde_json::Value;
 
 use super::facts::Facts;
 use super::SpecDiff;
@@ -15,11 +16,25 @@ pub(super) fn spec_diff(a: &Facts, b: &Facts) -> Option<SpecDiff> {
     if sa == sb {
         return None;
     }
-    let (run, waves, tasks) = match (&a.parsed, &b.parsed) {
+    let (run_keys, waves, tasks) = match (&a.parsed, &b.parsed) {
         (Some(x), Some(y)) => parsed_diff(a, b, x, y),
         _ => json_diff(a, b, sa, sb),
     };
-    Some(SpecDiff { digests: [da, db], run, waves, tasks })
+    let run = run_keys.is_some();
+    Some(SpecDiff { digests: [da, db], run, run_keys: run_keys.unwrap_or_default(), waves, tasks })
+}
+
+/// `[run]` as one side and the other hold it: None when equal, else the keys whose values
+/// differ (one side leaving a key out counts), sorted — empty when `[run]` is not a table.
+fn run_keys(a: Option<&Value>, b: Option<&Value>) -> Option<Vec<String>> {
+    if a == b {
+        return None;
+    }
+    let none = serde_json::Map::new();
+    let x = a.and_then(Value::as_object).unwrap_or(&none);
+    let y = b.and_then(Value::as_object).unwrap_or(&none);
+    let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+    Some(keys.into_iter().filter(|k| x.get(*k) != y.get(*k)).cloned().collect())
 }
 
 /// Two readable specs in orch's own serialization, compared as parsed: `[run]`,
@@ -27,18 +42,24 @@ pub(super) fn spec_diff(a: &Facts, b: &Facts) -> Option<SpecDiff> {
 /// B's declaration order. An id declared twice compares its last entry, as the JSON
 /// comparison below does. For such texts the two comparisons agree (a part parses back
 /// from exactly the JSON it was written as), without building a JSON value per task.
-fn parsed_diff(a: &Facts, b: &Facts, x: &Spec, y: &Spec) -> (bool, bool, Vec<String>) {
+fn parsed_diff(a: &Facts, b: &Facts, x: &Spec, y: &Spec) -> (Option<Vec<String>>, bool, Vec<String>) {
     let changed =
         Facts::both_orders(a, b).filter(|id| a.spec_entry(x, id) != b.spec_entry(y, id)).map(String::from).collect();
-    (x.run != y.run, x.waves != y.waves, changed)
+    let run = (x.run != y.run)
+        .then(|| {
+            let (vx, vy) = (serde_json::to_value(&x.run).ok(), serde_json::to_value(&y.run).ok());
+            run_keys(vx.as_ref(), vy.as_ref())
+        })
+        .flatten();
+    (run, x.waves != y.waves, changed)
 }
 
 /// The reference, and the way for a spec that does not parse or is written otherwise
 /// (by hand, or by another version): the two compared as JSON values.
-fn json_diff(a: &Facts, b: &Facts, sa: &str, sb: &str) -> (bool, bool, Vec<String>) {
-    let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or(serde_json::Value::Null);
+fn json_diff(a: &Facts, b: &Facts, sa: &str, sb: &str) -> (Option<Vec<String>>, bool, Vec<String>) {
+    let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
     let (ja, jb) = (parse(sa), parse(sb));
-    let tasks_of = |j: &serde_json::Value| -> BTreeMap<String, serde_json::Value> {
+    let tasks_of = |j: &Value| -> BTreeMap<String, Value> {
         j.get("task")
             .and_then(|t| t.as_array())
             .map(|list| {
@@ -57,7 +78,7 @@ fn json_diff(a: &Facts, b: &Facts, sa: &str, sb: &str) -> (bool, bool, Vec<Strin
             changed.push(id.to_string());
         }
     }
-    (ja.get("run") != jb.get("run"), ja.get("wave") != jb.get("wave"), changed)
+    (run_keys(ja.get("run"), jb.get("run")), ja.get("wave") != jb.get("wave"), changed)
 }
 
 #[cfg(test)]
@@ -138,6 +159,20 @@ mod tests {
             out.push(e);
         }
         out
+    }
+
+    #[test]
+    fn the_run_keys_that_differ_are_named() {
+        let mut a = Spec::default();
+        a.tasks.push(TaskSpec { id: "t".into(), command: Some(Command::Shell("true".into())), ..TaskSpec::default() });
+        a.run.name = Some("before".into());
+        let mut b = a.clone();
+        (b.run.name, b.run.seed, b.run.max_concurrency) = (Some("after".into()), 7, Some(3));
+        let (fa, fb) = (facts(&a), facts(&b));
+        let diff = spec_diff(&fa, &fb).expect("the specs differ");
+        assert!(diff.run);
+        assert_eq!(diff.run_keys, ["max_concurrency", "name", "seed"]);
+        assert_eq!(Some(diff), by_json(&fa, &fb));
     }
 
     #[test]
