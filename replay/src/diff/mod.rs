@@ -129,7 +129,9 @@ pub struct Report {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SpecDiff {
-    pub digests: [Digest; 2],
+    /// The specs' digests (None: that log has no `run_started`, and is compared as an
+    /// empty spec).
+    pub digests: [Option<Digest>; 2],
     /// `[run]` differs.
     pub run: bool,
     /// Which keys of `[run]` differ (set or unset on one side only counts), sorted.

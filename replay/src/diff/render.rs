@@ -1,7 +1,7 @@
 //! The human-readable rendering of a [`Report`] (what `orch diff` prints without `--json`),
 //! kept apart from the comparison so the wording can change without touching the logic.
 
-use orch_engine::record::Terminal;
+use orch_engine::record::{Digest, Terminal};
 
 use super::{Level, Report, RunResult, TaskOutcome, WaveOutcome};
 
@@ -21,7 +21,8 @@ impl Report {
             }
         }
         if let Some(s) = &self.spec {
-            out += &format!("\nspec differs: A {} vs B {}\n", s.digests[0].short(), s.digests[1].short());
+            let digest = |d: &Option<Digest>| d.map_or("(no run_started)".to_string(), |d| d.short());
+            out += &format!("\nspec differs: A {} vs B {}\n", digest(&s.digests[0]), digest(&s.digests[1]));
             match (s.run, s.run_keys.is_empty()) {
                 (true, false) => out += &format!("  [run] changed: {}\n", s.run_keys.join(", ")),
                 (true, true) => out += "  [run] changed\n",

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use orch_engine::record::Digest;
 use orch_engine::spec::Spec;
 use serde_json::Value;
 
@@ -11,8 +10,14 @@ use super::facts::Facts;
 use super::SpecDiff;
 
 pub(super) fn spec_diff(a: &Facts, b: &Facts) -> Option<SpecDiff> {
-    let (sa, da) = a.spec.as_ref().map_or(("", Digest::default()), |(s, d)| (s.as_str(), *d));
-    let (sb, db) = b.spec.as_ref().map_or(("", Digest::default()), |(s, d)| (s.as_str(), *d));
+    // A log without `run_started` (its engine died before writing it) has no spec: it is
+    // compared as an empty one, and its digest is absent rather than made up.
+    if a.spec.is_none() && b.spec.is_none() {
+        return None;
+    }
+    let empty = serde_json::to_string(&Spec::default()).expect("a spec always serializes");
+    let (sa, da) = a.spec.as_ref().map_or((empty.as_str(), None), |(s, d)| (s.as_str(), Some(*d)));
+    let (sb, db) = b.spec.as_ref().map_or((empty.as_str(), None), |(s, d)| (s.as_str(), Some(*d)));
     if sa == sb {
         return None;
     }
@@ -85,7 +90,7 @@ fn json_diff(a: &Facts, b: &Facts, sa: &str, sb: &str) -> (Option<Vec<String>>, 
 mod tests {
     use super::*;
     use orch_engine::core::run_started;
-    use orch_engine::record::{Event, Record, RunStarted};
+    use orch_engine::record::{Digest, Event, Record, RunStarted};
     use orch_engine::spec::{self, Command, TaskSpec};
 
     fn facts(spec: &Spec) -> Facts {
@@ -159,6 +164,22 @@ mod tests {
             out.push(e);
         }
         out
+    }
+
+    #[test]
+    fn a_log_without_run_started_compares_as_an_empty_spec() {
+        let mut b = Spec::default();
+        b.tasks.push(TaskSpec { id: "t".into(), command: Some(Command::Shell("true".into())), ..TaskSpec::default() });
+        b.run.seed = 3;
+        let (none, fb) = (Facts::of(&[]), facts(&b));
+        let diff = spec_diff(&none, &fb).expect("the specs differ");
+        assert_eq!(diff.digests[0], None);
+        assert!(diff.digests[1].is_some());
+        assert_eq!(
+            (diff.run_keys.as_slice(), diff.waves, diff.tasks.as_slice()),
+            (&["seed".to_string()][..], false, &["t".to_string()][..])
+        );
+        assert_eq!(spec_diff(&none, &Facts::of(&[])), None);
     }
 
     #[test]
