@@ -207,7 +207,10 @@ pub fn show(cli: &Cli, a: &ShowArgs) -> Result<ExitCode, Failure> {
     let records = read_records(&run.log)?;
     let state = fold_lenient(&records, &run.log)?;
     let Some(graph) = state.graph() else {
-        return Err(Failure::Input(format!("{}: the log is empty", run.log.display())));
+        return Err(Failure::Input(format!(
+            "{}: the log holds no run (its engine stopped before recording run_started): nothing to show",
+            run.log.display()
+        )));
     };
     let timeline = Timeline::of_state(&state, &records);
     let rollup = Rollup::of(&timeline);

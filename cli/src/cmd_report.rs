@@ -16,7 +16,10 @@ pub fn report(cli: &Cli, a: &ReportArgs) -> Result<ExitCode, Failure> {
     let run = Store::at(&cli.store).resolve(&a.run)?;
     let records = read_records(&run.log)?;
     if records.is_empty() {
-        return Err(Failure::Input(format!("{}: the log is empty", run.log.display())));
+        return Err(Failure::Input(format!(
+            "{}: the log holds no run (its engine stopped before recording run_started): nothing to show",
+            run.log.display()
+        )));
     }
     let html = report::render(&records);
     write_whole(&a.output, html.as_bytes())?;
