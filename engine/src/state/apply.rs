@@ -52,7 +52,14 @@ impl State {
             }
             Event::AttemptLost(e) => {
                 let t = self.lookup(&e.task)?;
-                self.transition(t, TaskEvent::Exited { attempt: e.attempt, outcome: AttemptOutcome::Lost })?;
+                // An attempt that was being killed ends as the kill meant (cancelled, timed
+                // out): the engine's crash must not undo a cancel by retrying the task.
+                let outcome = match self.tasks[t as usize].phase {
+                    Phase::Running { kill: Some(crate::record::KillReason::Timeout), .. } => AttemptOutcome::TimedOut,
+                    Phase::Running { kill: Some(reason), .. } => AttemptOutcome::Cancelled(reason),
+                    _ => AttemptOutcome::Lost,
+                };
+                self.transition(t, TaskEvent::Exited { attempt: e.attempt, outcome })?;
                 self.tasks[t as usize].lost += 1;
                 self.attempt_ended(t);
                 Ok(())

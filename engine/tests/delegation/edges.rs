@@ -25,6 +25,18 @@ fn a_delegated_task_lost_to_an_engine_crash_waits_for_its_children() {
 }
 
 #[test]
+fn an_attempt_lost_while_being_cancelled_ends_cancelled_not_retried() {
+    let mut run = Run::start(PLANNER);
+    assert_eq!(run.update("planner", UpdateStatus::Cancelled), Ok(()));
+    assert!(matches!(run.phase("planner"), Phase::Running { kill: Some(_), .. }), "being killed");
+    // The engine died before the kill landed; resume records the attempt as lost.
+    let decisions = run.input(Event::AttemptLost(AttemptLost { task: "planner".into(), attempt: 1 }));
+    assert_eq!(run.phase("planner"), Phase::Done(Terminal::Cancelled), "{decisions:?}");
+    assert_eq!(run.dispatched().iter().filter(|t| *t == "planner").count(), 1, "not dispatched again");
+    run.replays();
+}
+
+#[test]
 fn parents_being_cancelled_stopped_or_failed_take_no_new_children() {
     let child = |id: &str| serde_json::json!({"id": id, "command": "x", "parent": "planner"});
     // Cascading cancel of a delegated parent, its child still running.
