@@ -73,7 +73,8 @@ pub fn resume(cli: &Cli, a: &ResumeArgs) -> Result<ExitCode, Failure> {
         other => Failure::Input(other.to_string()),
     })?;
     progress.finish();
-    if !a.exec.json {
+    // Printed as the summary is (see `finish`): a closed stdout does not change the exit code.
+    let report = || -> Result<(), Failure> {
         if let Some(t) = &resumed.torn {
             line(format!(
                 "recovered: dropped {} bytes of an unfinished write at {}:{}",
@@ -91,6 +92,10 @@ pub fn resume(cli: &Cli, a: &ResumeArgs) -> Result<ExitCode, Failure> {
         if !resumed.killed.is_empty() {
             line(format!("recovered: killed surviving process groups {:?}", resumed.killed))?;
         }
+        Ok(())
+    };
+    if !a.exec.json {
+        print_or_note(report());
     }
     finish(&run_id, &resumed.log, a.exec.json, wall)
 }
@@ -137,15 +142,21 @@ fn finish(run_id: &str, log: &std::path::Path, json: bool, wall: std::time::Inst
     };
     // The run's outcome is the exit code even when its summary cannot be printed (stdout
     // closed, or a terminal that hung up and cancelled the run): the log has it all.
-    match print() {
-        Ok(()) | Err(Failure::BrokenPipe) => {}
-        Err(e) => crate::output::note(format!("orch: the summary could not be printed: {e}")),
-    }
+    print_or_note(print());
     Ok(ExitCode::from(match outcome {
         RunOutcome::Succeeded => exit::OK,
         RunOutcome::Failed | RunOutcome::TimedOut => exit::FAILED,
         RunOutcome::Cancelled => exit::CANCELLED,
     }))
+}
+
+/// What printing a run's report to stdout came to: a failure is noted on stderr (a
+/// closed pipe not even that), never turned into the exit code — the run's outcome is.
+fn print_or_note(printed: Result<(), Failure>) {
+    match printed {
+        Ok(()) | Err(Failure::BrokenPipe) => {}
+        Err(e) => crate::output::note(format!("orch: the report could not be printed: {e}")),
+    }
 }
 
 /// The workflow's name (for error places), text and format: a file, stdin (`-`), or
@@ -159,8 +170,9 @@ fn read_spec(a: &RunArgs) -> Result<(String, String, spec::Format), Failure> {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
             .map_err(|e| Failure::Input(format!("<stdin>: {e}")))?;
-        // JSON starts with `{`; anything else is TOML.
-        let format = if text.trim_start().starts_with('{') { spec::Format::Json } else { spec::Format::Toml };
+        // JSON starts with `{` (after a byte-order mark, if any); anything else is TOML.
+        let body = text.trim_start_matches('\u{feff}').trim_start();
+        let format = if body.starts_with('{') { spec::Format::Json } else { spec::Format::Toml };
         return Ok(("<stdin>".into(), text, format));
     }
     let name = path.display().to_string();

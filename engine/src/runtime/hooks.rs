@@ -145,6 +145,7 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
                     let _ = child.start_kill(); // at least the hook itself
                 }
                 let _ = child.wait().await;
+                abandoned.0 = None; // killed and reaped: its group id may be anyone's now
                 reader.abort();
                 writer.abort();
                 let ms = call.timeout.map_or(0, |t| t.as_millis());

@@ -60,7 +60,11 @@ impl State {
                     _ => AttemptOutcome::Lost,
                 };
                 self.transition(t, TaskEvent::Exited { attempt: e.attempt, outcome })?;
-                self.tasks[t as usize].lost += 1;
+                // Only an attempt the crash cut short is left out of the count; one that
+                // was being killed got its verdict, and counts as any other.
+                if outcome == AttemptOutcome::Lost {
+                    self.tasks[t as usize].lost += 1;
+                }
                 self.attempt_ended(t);
                 Ok(())
             }

@@ -1,7 +1,7 @@
 //! Edges found in review: a lost attempt of a task that had delegated, submissions under
 //! parents that can take no more children, and times at the end of the clock.
 
-use orch_engine::record::{AttemptLost, Event, Terminal, UpdateStatus};
+use orch_engine::record::{AttemptLost, Event, Terminal, TimerFired, TimerKey, UpdateStatus};
 use orch_engine::state::Phase;
 
 use super::{Run, PLANNER};
@@ -33,6 +33,18 @@ fn an_attempt_lost_while_being_cancelled_ends_cancelled_not_retried() {
     let decisions = run.input(Event::AttemptLost(AttemptLost { task: "planner".into(), attempt: 1 }));
     assert_eq!(run.phase("planner"), Phase::Done(Terminal::Cancelled), "{decisions:?}");
     assert_eq!(run.dispatched().iter().filter(|t| *t == "planner").count(), 1, "not dispatched again");
+    run.replays();
+}
+
+#[test]
+fn an_attempt_lost_while_killed_at_its_timeout_counts_as_timed_out() {
+    let mut run = Run::start("[[task]]\nid = \"slow\"\ncommand = \"x\"\ntimeout_ms = 10\n");
+    run.input(Event::TimerFired(TimerFired { timer: TimerKey::AttemptTimeout { task: "slow".into(), attempt: 1 } }));
+    assert!(matches!(run.phase("slow"), Phase::Running { kill: Some(_), .. }), "being killed at its timeout");
+    run.input(Event::AttemptLost(AttemptLost { task: "slow".into(), attempt: 1 }));
+    // One attempt allowed, and it was used: no free retry for the crash.
+    assert_eq!(run.phase("slow"), Phase::Done(Terminal::TimedOut));
+    assert_eq!(run.dispatched(), ["slow"]);
     run.replays();
 }
 

@@ -28,6 +28,9 @@ pub(super) struct TaskFacts {
     pub finished: Option<u64>,
     /// Attempts lost when the engine died (see `absorb`).
     pub lost: u32,
+    /// The attempt a kill was last requested for: lost afterwards, it got its verdict
+    /// from the kill and counts (as the engine counts it).
+    pub killing: Option<u32>,
     /// Its entry in the side's spec (the last, for an id declared twice).
     pub spec_at: Option<u32>,
 }
@@ -86,7 +89,13 @@ impl Facts {
                 t.dispatched.get_or_insert(seq);
             }
             Event::AttemptExited(e) => self.task_mut(&e.task).outcome.get_or_insert_default().output = Some(e.output),
-            Event::AttemptLost(l) => self.task_mut(&l.task).lost += 1,
+            Event::AttemptKillRequested(k) => self.task_mut(&k.task).killing = Some(k.attempt),
+            Event::AttemptLost(l) => {
+                let t = self.task_mut(&l.task);
+                if t.killing != Some(l.attempt) {
+                    t.lost += 1;
+                }
+            }
             Event::TaskFinished(done) => {
                 let t = self.task_mut(&done.task);
                 // Attempts lost to an engine crash are left out: a resumed run compares

@@ -8,8 +8,8 @@
 //!
 //! - First divergence: records before `k` are equal at every level, so the first divergent
 //!   seq is 0 (compared directly) or ≥ `k`; its context is read from the shared prefix.
-//! - Tasks: a task's outcome is a function of its own `attempt_dispatched`, `attempt_exited`
-//!   and `task_finished` records. A task with none of them after `k` (on either side) has
+//! - Tasks: a task's outcome is a function of its own `attempt_dispatched`, `attempt_exited`,
+//!   `attempt_lost`, `attempt_kill_requested` and `task_finished` records. A task with none of them after `k` (on either side) has
 //!   the same records, hence the same outcome, on both sides; if it has none at all, it
 //!   exists on a side only through the spec, which is the same on both (we only take this
 //!   path when the spec strings are equal). So only the tasks named after `k` (the
@@ -52,6 +52,7 @@ pub(super) const RUN_STARTED: u16 = 1;
 pub(super) const ATTEMPT_EXITED: u16 = 2;
 pub(super) const ATTEMPT_LOST: u16 = 5;
 pub(super) const ATTEMPT_DISPATCHED: u16 = 34;
+pub(super) const ATTEMPT_KILL_REQUESTED: u16 = 35;
 pub(super) const TASK_FINISHED: u16 = 38;
 pub(super) const WAVE_CLOSED: u16 = 39;
 pub(super) const RUN_FINISHED: u16 = 41;
@@ -276,12 +277,17 @@ fn facts(a: &Side<'_>, b: &Side<'_>, k: usize, level: Level) -> Result<Option<(F
     shared.spec = Some(Default::default());
     for (seq, payload) in a.prefix.iter().enumerate().skip(1) {
         let relevant = match peek(payload) {
-            Some((ATTEMPT_EXITED | ATTEMPT_LOST | ATTEMPT_DISPATCHED | TASK_FINISHED, Some(task))) => {
-                wanted.contains(task)
-            }
+            Some((
+                ATTEMPT_EXITED | ATTEMPT_LOST | ATTEMPT_DISPATCHED | ATTEMPT_KILL_REQUESTED | TASK_FINISHED,
+                Some(task),
+            )) => wanted.contains(task),
             Some((WAVE_CLOSED, _)) => waves,
             Some((RUN_FINISHED, _)) => run,
-            Some((ATTEMPT_EXITED | ATTEMPT_LOST | ATTEMPT_DISPATCHED | TASK_FINISHED, None)) | None => true,
+            Some((
+                ATTEMPT_EXITED | ATTEMPT_LOST | ATTEMPT_DISPATCHED | ATTEMPT_KILL_REQUESTED | TASK_FINISHED,
+                None,
+            ))
+            | None => true,
             Some(_) => false,
         };
         if !relevant {
@@ -292,6 +298,7 @@ fn facts(a: &Side<'_>, b: &Side<'_>, k: usize, level: Level) -> Result<Option<(F
             Event::AttemptDispatched(x) => tasks.contains(x.task.as_str()),
             Event::AttemptExited(x) => tasks.contains(x.task.as_str()),
             Event::AttemptLost(x) => tasks.contains(x.task.as_str()),
+            Event::AttemptKillRequested(x) => tasks.contains(x.task.as_str()),
             Event::TaskFinished(x) => tasks.contains(x.task.as_str()),
             Event::WaveClosed(_) => waves,
             Event::RunFinished(_) => run,
