@@ -71,4 +71,9 @@ fn a_refused_resume_leaves_the_log_as_it_was() {
         assert_eq!(std::fs::read(&segment).unwrap().len(), whole.len() - cut, "the torn tail is untouched");
         assert_eq!(files(&log_dir), before, "no file made or removed");
     }
+    // A directory that holds no log at all is not written into either.
+    let elsewhere = s.path().join("not-a-log");
+    std::fs::create_dir(&elsewhere).unwrap();
+    s.orch(&["resume", elsewhere.to_str().unwrap()]).code(2).stderr_has("not an orch log");
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0, "nothing made in it");
 }

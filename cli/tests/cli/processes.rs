@@ -226,3 +226,30 @@ fn a_signal_ignored_at_start_stays_ignored() {
     let status = poll("orch to exit", Duration::from_secs(10), || child.0.try_wait().unwrap());
     assert_eq!(status.code(), Some(130));
 }
+
+/// The engine's downtime counts: a run resumed after its deadline passed times out at
+/// once (the clock goes on from the last write, not from the last record), so crashes
+/// cannot postpone a run timeout.
+#[test]
+fn a_run_resumed_after_its_deadline_times_out_at_once() {
+    let s = Scratch::new();
+    let spec = s.write("late.toml", "[run]\ntimeout_ms = 1500\n\n[[task]]\nid = \"a\"\ncommand = \"sleep 10\"\n");
+    let spawned = std::time::Instant::now();
+    let child =
+        s.command(&["run", &spec]).default_signals().stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap();
+    let mut child = Reap(child);
+    poll("the attempt to start", Duration::from_secs(10), || {
+        s.orch(&["log", "latest"]).stdout.contains("\"kind\":\"attempt_started\"").then_some(())
+    });
+    child.0.kill().unwrap(); // the engine dies; its `sleep 10` lives on
+    child.0.wait().unwrap();
+    // Down past the deadline (any wait longer than 1.5 s would do).
+    std::thread::sleep(Duration::from_millis(2000).saturating_sub(spawned.elapsed()));
+    let resumed = s.orch(&["resume", "latest"]);
+    resumed.code(1);
+    let records = s.records("latest");
+    let lost = records.iter().find(|r| kind(r) == "attempt_lost").expect("the attempt was lost");
+    assert!(u(&lost["time_ms"]) >= 1500, "resumed at {} ms, past the 1500 ms deadline", lost["time_ms"]);
+    let last = records.last().unwrap();
+    assert_eq!((kind(last), last["outcome"].as_str()), ("run_finished", Some("timed_out")));
+}

@@ -65,12 +65,30 @@ fn open_writer(log: &Path, options: Options) -> Result<(Writer, orch_log_format:
     }
 }
 
+/// When the log's newest segment was last modified (None: unknown).
+fn last_write(log: &Path) -> Option<std::time::SystemTime> {
+    let segments = std::fs::read_dir(log).ok()?;
+    let newest = segments
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .max()?;
+    std::fs::metadata(newest).ok()?.modified().ok()
+}
+
 /// The refusals that reading alone can decide, made before the log is opened for
 /// writing: opening it drops a torn tail and takes the lock, and a refused resume must
 /// leave the run as it found it. A simulated run is named by its first record, a finished
 /// one by its last. (What needs the fold is decided after, as before.)
 fn refuse_early(log: &Path) -> Result<(), RuntimeError> {
-    let Ok(reader) = orch_log_format::Reader::open(log) else { return Ok(()) };
+    let reader = match orch_log_format::Reader::open(log) {
+        Ok(reader) => reader,
+        // Nothing orch wrote (no such directory, no segment): refused before a lock file
+        // is made in somebody else's directory.
+        Err(e @ orch_log_format::Error::NotALog { .. }) => return Err(RuntimeError::Log(e)),
+        // The writer reports the rest, or repairs it (a torn tail).
+        Err(_) => return Ok(()),
+    };
     // Up to the first damage, if any: the writer reports it (or drops a torn tail).
     let mut payloads = reader.iter().map_while(Result::ok);
     let Some(first) = payloads.next() else { return Ok(()) };
@@ -100,6 +118,9 @@ pub fn resume(
     kill_grace: std::time::Duration,
     observe: impl FnMut(&Record, &State),
 ) -> Result<Resumed, RuntimeError> {
+    // When the log was last written, read before the writer touches it (dropping a torn
+    // tail writes): the engine has been down since, and the run's clock has run on.
+    let last_write = last_write(log);
     refuse_early(log)?;
     let (writer, recovery) = open_writer(log, options)?;
     let records = read_records(log)?;
@@ -167,7 +188,14 @@ pub fn resume(
         }
     }
 
-    let now = state.now_ms();
+    // The run's clock goes on from the last record plus the time the engine was down, so
+    // that the run timeout and retry backoffs keep to the wall clock however many times
+    // the engine dies (a crash loop must not postpone the deadline for ever). Without a
+    // readable time of the last write, from the last record.
+    let down_ms = last_write
+        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let now = state.now_ms().saturating_add(down_ms);
     let config = RunConfig { store: store.clone(), run_id: run_id.to_string(), log: options, kill_grace };
     drop(graph); // the state is the graph's only owner from here: it grows in place
     let mut world = ProcessWorld::with_clock(&config, now)?;
