@@ -33,6 +33,14 @@ fn runs_resolve_by_id_prefix_and_latest() {
         out.stderr_has(id);
     }
 
+    // A directory named like a reference, holding no log, does not hide the run.
+    std::fs::create_dir(s.path().join("latest")).unwrap();
+    let shadowed = s.orch(&["show", "latest"]);
+    assert!(shadowed.code(0).stdout.starts_with(&ran[2]), "{}", shadowed.stdout);
+    // A directory holding a run's log is taken as a path (`./` not needed).
+    std::fs::rename(s.path().join(".orch/runs").join(&ran[0]), s.path().join("kept")).unwrap();
+    s.orch(&["verify", "kept"]).code(0).stdout_has("ok: ");
+
     s.orch(&["show", "no-such-run"]).code(2).stderr_has("no run matches \"no-such-run\"");
     s.orch(&["replay", "19990101"]).code(2).stderr_has("no run matches");
     s.orch(&["log", "/no/such/dir"]).code(2).stderr_has("/no/such/dir");

@@ -115,7 +115,14 @@ impl Store {
     /// (or a run directory holding `log/`) to the log directory.
     pub fn resolve(&self, reference: &str) -> Result<Resolved, StoreError> {
         let as_path = Path::new(reference);
-        if reference.contains('/') || as_path.is_dir() && !self.run_dir(reference).is_dir() {
+        // A bare word names a directory only if that directory holds a log: `latest` or
+        // an id prefix stays a run reference even where a directory of that name exists.
+        let holds_log = |p: &Path| {
+            p.join("log").is_dir()
+                || std::fs::read_dir(p)
+                    .is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "seg"))))
+        };
+        if reference.contains('/') || as_path.is_dir() && !self.run_dir(reference).is_dir() && holds_log(as_path) {
             if as_path.join("log").is_dir() {
                 return Ok(Resolved { id: None, log: as_path.join("log") });
             }
