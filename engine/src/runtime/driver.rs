@@ -404,11 +404,7 @@ impl World for ProcessWorld {
 }
 
 /// Whether `signal` is ignored by this process now (before orch installs its handlers:
-/// as it was inherited). Read from `/proc/self/status` (`SigIgn`, a hex mask with bit
-/// `signal - 1`), which needs no unsafe `sigaction` query; unknown counts as not ignored.
+/// as it was inherited).
 fn ignored_at_start(signal: i32) -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let mask =
-        status.lines().find_map(|l| l.strip_prefix("SigIgn:")).and_then(|m| u64::from_str_radix(m.trim(), 16).ok());
-    signal >= 1 && mask.is_some_and(|mask| (mask >> (signal - 1)) & 1 == 1)
+    super::spawner::disposition(signal) == Some(nix::libc::SIG_IGN)
 }

@@ -39,19 +39,12 @@ pub struct Context {
 impl Context {
     /// `/dev/null`, the signals orch handles, and the environment as it is now, less
     /// the variables named in `replaced` (orch sets those per child).
-    #[allow(unsafe_code)]
     pub fn new(replaced: &[&str]) -> io::Result<Context> {
         let devnull = above_stdio(OwnedFd::from(std::fs::File::open("/dev/null")?))?;
         let mut reset = vec![libc::SIGPIPE, libc::SIGTERM];
         for sig in 1..=libc::SIGRTMAX() {
-            // SAFETY: a query only (no new action); `old` is written by the call.
-            let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-            if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } == 0
-                && old.sa_sigaction != libc::SIG_DFL
-                && old.sa_sigaction != libc::SIG_IGN
-                && sig != libc::SIGPIPE
-                && sig != libc::SIGTERM
-            {
+            let handled = disposition(sig).is_some_and(|d| d != libc::SIG_DFL && d != libc::SIG_IGN);
+            if handled && sig != libc::SIGPIPE && sig != libc::SIGTERM {
                 reset.push(sig);
             }
         }
@@ -182,6 +175,15 @@ struct Child {
     reset_len: usize,
     /// The errno of the step that failed (0: it exec'd).
     error: c_int,
+}
+
+/// What this process does with `sig` now (`SIG_DFL`, `SIG_IGN`, or a handler), None if
+/// it cannot be asked.
+#[allow(unsafe_code)]
+pub(super) fn disposition(sig: c_int) -> Option<libc::sighandler_t> {
+    // SAFETY: a query only (no new action); `old` is written by the call.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    (unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } == 0).then_some(old.sa_sigaction)
 }
 
 /// The child between clone and exec: only async-signal-safe libc calls, no allocation,
