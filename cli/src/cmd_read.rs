@@ -1,9 +1,8 @@
 //! The commands that only read logs: replay, log, verify, ls, show.
 
-use std::path::Path;
 use std::process::ExitCode;
 
-use orch_engine::journal::{first_graph, read_records};
+use orch_engine::journal::{first_graph, read_compiling, read_records};
 use orch_engine::record::{Event, Record};
 use orch_engine::runtime::{Resolved, Store};
 use orch_engine::state::State;
@@ -204,17 +203,18 @@ pub fn show(cli: &Cli, a: &ShowArgs) -> Result<ExitCode, Failure> {
     if a.watch {
         return crate::watch::watch(&run);
     }
-    let records = read_records(&run.log)?;
-    let state = fold_lenient(&records, &run.log)?;
+    let loaded = read_compiling(&run.log)?;
+    let records = &loaded.records;
+    let state = loaded.fold().map_err(|e| Failure::Input(format!("{}: {e}", run.log.display())))?;
     let Some(graph) = state.graph() else {
         return Err(Failure::Input(format!(
             "{}: the log holds no run (its engine stopped before recording run_started): nothing to show",
             run.log.display()
         )));
     };
-    let timeline = Timeline::of_state(&state, &records);
+    let timeline = Timeline::of_state(&state, records);
     let rollup = Rollup::of(&timeline);
-    let summary = Summary::with_rollup(&records, &rollup);
+    let summary = Summary::with_rollup(records, &rollup);
     if a.json {
         let tasks: Vec<_> = (0..graph.len() as u32)
             .map(|t| {
@@ -246,9 +246,4 @@ pub fn show(cli: &Cli, a: &ShowArgs) -> Result<ExitCode, Failure> {
         line(l)?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Folds what can be folded: a live or crashed log may end mid-step.
-fn fold_lenient(records: &[Record], log: &Path) -> Result<State, Failure> {
-    State::fold(records).map_err(|e| Failure::Input(format!("{}: {e}", log.display())))
 }

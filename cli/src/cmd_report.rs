@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use orch_engine::journal::read_records;
+use orch_engine::journal::{read_compiling, read_records};
 use orch_engine::runtime::Store;
 use orch_replay::{export, report, timeline::Timeline};
 
@@ -14,14 +14,15 @@ use crate::exit::Failure;
 
 pub fn report(cli: &Cli, a: &ReportArgs) -> Result<ExitCode, Failure> {
     let run = Store::at(&cli.store).resolve(&a.run)?;
-    let records = read_records(&run.log)?;
+    let loaded = read_compiling(&run.log)?;
+    let records = &loaded.records;
     if records.is_empty() {
         return Err(Failure::Input(format!(
             "{}: the log holds no run (its engine stopped before recording run_started): nothing to show",
             run.log.display()
         )));
     }
-    let html = report::render(&records);
+    let html = report::render_state(&loaded.fold_prefix(), records);
     write_whole(&a.output, html.as_bytes())?;
     crate::output::note(format!(
         "orch: wrote {} ({} bytes, {} records)",
@@ -34,15 +35,17 @@ pub fn report(cli: &Cli, a: &ReportArgs) -> Result<ExitCode, Failure> {
 
 pub fn export(cli: &Cli, a: &ExportArgs) -> Result<ExitCode, Failure> {
     let run = Store::at(&cli.store).resolve(&a.run)?;
-    let records = read_records(&run.log)?;
     let mut bytes = Vec::new();
     match a.format {
         ExportFormat::ChromeTrace => {
-            let trace = export::chrome_trace(&records, &Timeline::of(&records));
+            let loaded = read_compiling(&run.log)?;
+            let records = &loaded.records;
+            let trace = export::chrome_trace(records, &Timeline::of_state(&loaded.fold_prefix(), records));
             serde_json::to_writer(&mut bytes, &trace).map_err(|e| Failure::Other(e.to_string()))?;
             bytes.push(b'\n');
         }
-        ExportFormat::Jsonl => export::write_jsonl(&records, &mut bytes)?,
+        // The records as they are: nothing to fold, so no spec to compile.
+        ExportFormat::Jsonl => export::write_jsonl(&read_records(&run.log)?, &mut bytes)?,
     }
     match &a.output {
         Some(path) => write_whole(path, &bytes)?,

@@ -6,12 +6,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use orch_engine::journal::read_records;
+use orch_engine::journal::read_compiling;
 use orch_engine::record::UpdateStatus;
 use orch_engine::runtime::control::{self, ClientError, Request, Response, SOCKET_NAME};
 use orch_engine::runtime::Store;
 use orch_engine::spec::{Command, Priority, RetryPolicy, TaskMore, TaskSpec};
-use orch_engine::state::State;
 use orch_engine::view::{self, TaskRow};
 
 use crate::args::{Cli, CtxCmd, Target, TaskCmd, TaskCreateArgs, TaskListArgs, TaskUpdateArgs};
@@ -77,8 +76,8 @@ fn read(end: &Endpoint, request: &Request) -> Result<serde_json::Value, Failure>
         Ok(Response { error, .. }) => Err(Failure::Input(error.unwrap_or_else(|| "rejected".into()))),
         Err(ClientError::NotRunning { .. }) => {
             crate::output::note(format!("orch: {} is not live: answering from its log", end.name));
-            let records = read_records(&end.log)?;
-            let state = State::fold(&records).map_err(|e| Failure::Input(format!("{}: {e}", end.log.display())))?;
+            let state =
+                read_compiling(&end.log)?.fold().map_err(|e| Failure::Input(format!("{}: {e}", end.log.display())))?;
             Ok(match request {
                 Request::List { ready } => {
                     let rows: Vec<TaskRow> =

@@ -111,6 +111,71 @@ pub fn first_graph(dir: &Path) -> Option<(Digest, Arc<Graph>)> {
     Some((started.spec_digest, Arc::new(graph)))
 }
 
+/// A log read whole while its run-started spec was compiled on a second thread: for a
+/// big run, parsing and compiling the spec is the larger part of a fold, and reading the
+/// rest of the log does not need it, so the two overlap (`read_compiling`).
+#[derive(Debug)]
+pub struct Loaded {
+    pub records: Vec<Record>,
+    compiled: Option<(Digest, Arc<Graph>)>,
+}
+
+/// Reads every record of the log in `dir` (as `read_records`), compiling the run-started
+/// record's spec meanwhile (as `first_graph`).
+pub fn read_compiling(dir: &Path) -> Result<Loaded, ReadError> {
+    let (records, compiled) = std::thread::scope(|s| {
+        let compiling = s.spawn(|| first_graph(dir));
+        let records = read_records(dir);
+        (records, compiling.join().ok().flatten())
+    });
+    Ok(Loaded { records: records?, compiled })
+}
+
+impl Loaded {
+    /// Folds every record, as `State::fold(&self.records)` would (the same state, the same
+    /// first error), taking the graph compiled meanwhile for the run-started record.
+    pub fn fold(&self) -> Result<State, ApplyError> {
+        let (mut state, rest) = match self.started() {
+            Some(started) => (started?, &self.records[1..]),
+            None => (State::new(), &self.records[..]),
+        };
+        for r in rest {
+            state.apply(r)?;
+        }
+        Ok(state)
+    }
+
+    /// Folds the records as far as they apply: the state a reader of a live or damaged
+    /// log takes its graph from.
+    pub fn fold_prefix(&self) -> State {
+        let (mut state, rest) = match self.started() {
+            Some(Ok(state)) => (state, &self.records[1..]),
+            Some(Err(_)) => return State::new(),
+            None => (State::new(), &self.records[..]),
+        };
+        for r in rest {
+            if state.apply(r).is_err() {
+                break;
+            }
+        }
+        state
+    }
+
+    /// The state after the run-started record, from the graph compiled meanwhile; None
+    /// (fold that record as any other) unless the graph was compiled from that record's
+    /// very spec — the log may have been replaced between the two reads.
+    fn started(&self) -> Option<Result<State, ApplyError>> {
+        let (digest, graph) = self.compiled.as_ref()?;
+        let first = self.records.first()?;
+        let Event::RunStarted(started) = &first.event else { return None };
+        if started.spec_digest != *digest {
+            return None;
+        }
+        let mut state = State::new();
+        Some(state.apply_started(first, Arc::clone(graph)).map(|()| state))
+    }
+}
+
 /// Why a log could not be folded.
 #[derive(Debug, thiserror::Error)]
 pub enum FoldError {
@@ -280,5 +345,35 @@ mod tests {
             Err(FoldError::Apply { seq: 1, source }) => assert_eq!(source, expected),
             other => panic!("expected an apply error at seq 1, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_log_read_while_compiling_folds_as_its_records_do() {
+        let (tmp, records) = log();
+        let loaded = read_compiling(tmp.path()).expect("read");
+        assert_eq!(loaded.records, records);
+        assert!(loaded.compiled.is_some(), "the spec compiled on the second thread");
+        let whole = format!("{:?}", State::fold(&records).expect("fold"));
+        assert_eq!(format!("{:?}", loaded.fold().expect("fold")), whole);
+        assert_eq!(format!("{:?}", loaded.fold_prefix()), whole);
+    }
+
+    #[test]
+    fn a_graph_of_another_spec_is_not_used_and_errors_are_those_of_the_fold() {
+        let (tmp, records) = log();
+        let (_, other) = first_graph(tmp.path()).expect("compiles");
+        // As if the log had been replaced between the two reads: the first record names
+        // another digest than the graph was compiled from.
+        let stale = Loaded { records: records.clone(), compiled: Some((Digest::ZERO, other)) };
+        assert_eq!(format!("{:?}", stale.fold().expect("fold")), format!("{:?}", State::fold(&records).unwrap()));
+
+        let mut broken = records.clone();
+        broken.remove(3);
+        let loaded = Loaded { records: broken.clone(), compiled: read_compiling(tmp.path()).expect("read").compiled };
+        assert_eq!(loaded.fold().expect_err("a record is missing"), State::fold(&broken).expect_err("same"));
+        let mut prefix = State::new();
+        let applied = broken.iter().take_while(|r| prefix.apply(r).is_ok()).count();
+        assert_eq!(loaded.fold_prefix().records_applied(), applied as u64);
+        assert_eq!(applied, 3);
     }
 }

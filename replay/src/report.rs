@@ -10,6 +10,7 @@ use std::fmt::Write;
 
 use orch_engine::graph::{Graph, TaskIdx, ROOT};
 use orch_engine::record::{ExitStatus, Record};
+use orch_engine::state::State;
 use serde_json::{json, Value};
 
 use crate::rollup::Rollup;
@@ -27,7 +28,12 @@ const SCRIPT: &str = include_str!("report_assets/report.js");
 
 /// Renders the report of `records` (a finished or a live run) as one HTML document.
 pub fn render(records: &[Record]) -> String {
-    let tl = Timeline::of(records);
+    render_state(&crate::timeline::fold_prefix(records), records)
+}
+
+/// `render`, with the graph taken from `state`, a fold of (a prefix of) the same records.
+pub fn render_state(state: &State, records: &[Record]) -> String {
+    let tl = Timeline::of_state(state, records);
     let rollup = Rollup::of(&tl);
     let summary = Summary::with_rollup(records, &rollup);
     let data = data(&tl, &rollup, &summary);

@@ -7,10 +7,11 @@
 //! the run-started record alone (spec parse + validate + compile), the spec's JSON parse
 //! and its compile on their own, decoding while folding (`fold_log`, no `Vec<Record>`),
 //! the timeline, rollup and summary from the folded state, and `orch replay`'s work in
-//! process (verify + read + redecide + summary), and the fold of every record after the
-//! run-started one on its own (`fold_rest`). Prints one JSON object with the median
-//! seconds of each (`*_s`, wall) and the median time on the CPU (`cpu.*`, which a shared
-//! machine disturbs less), and the record and byte counts.
+//! process (verify + read + redecide + summary), reading then folding against reading while
+//! the spec compiles on a second thread (`read_then_fold`, `read_compiling_fold`), and the
+//! fold of every record after the run-started one on its own (`fold_rest`). Prints one
+//! JSON object with the median seconds of each (`*_s`, wall) and the median time on the
+//! CPU (`cpu.*`, which a shared machine disturbs less), and the record and byte counts.
 //!
 //! With a STAGE name (a key without `_s`), runs only that stage RUNS times and prints its
 //! mean: a loop to hold under `perf record`.
@@ -18,7 +19,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use orch_engine::journal::{fold_log, read_records};
+use orch_engine::journal::{fold_log, read_compiling, read_records};
 use orch_engine::record::{Event, Record};
 use orch_engine::spec::Spec;
 use orch_engine::state::State;
@@ -145,6 +146,16 @@ fn stages<'a>(
         }),
         ("spec_clone", Box::new(move || Spec::clone(&spec_to_clone).tasks.len() as u64)),
         ("fold_log", Box::new(move || fold_log(dir, None).expect("fold").1)),
+        (
+            // What `orch show` did: read every record, then fold them.
+            "read_then_fold",
+            Box::new(move || State::fold(&read_records(dir).expect("read")).expect("fold").records_applied()),
+        ),
+        (
+            // What it does: read them while the run-started spec compiles on a second thread.
+            "read_compiling_fold",
+            Box::new(move || read_compiling(dir).expect("read").fold().expect("fold").records_applied()),
+        ),
         ("timeline", Box::new(move || Timeline::of_state(folded, records).attempts.len() as u64)),
         ("rollup", Box::new(move || Rollup::of(timeline).tasks)),
         ("summary", Box::new(move || Summary::of_state(folded, records).tasks)),
