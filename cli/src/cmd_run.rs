@@ -8,6 +8,7 @@ use orch_engine::journal::read_records;
 use orch_engine::record::RunOutcome;
 use orch_engine::runtime::{self, Launch, Store};
 use orch_engine::spec;
+use orch_engine::state::State;
 use orch_log_format::Durability;
 use orch_replay::Summary;
 
@@ -46,7 +47,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, Failure> {
         other => Failure::Other(other.to_string()),
     })?;
     progress.finish();
-    finish(&finished.run_id, &finished.log, a.exec.json, wall)
+    finish(&finished.run_id, &finished.log, &finished.state, a.exec.json, wall)
 }
 
 /// `orch resume`: continue a run whose engine died, from its log.
@@ -97,7 +98,7 @@ pub fn resume(cli: &Cli, a: &ResumeArgs) -> Result<ExitCode, Failure> {
     if !a.exec.json {
         print_or_note(report());
     }
-    finish(&run_id, &resumed.log, a.exec.json, wall)
+    finish(&run_id, &resumed.log, &resumed.state, a.exec.json, wall)
 }
 
 /// An IO error on the log (disk full, file too large, permission denied, a failed sync)
@@ -119,10 +120,18 @@ fn log_write_failed(e: &orch_log_format::Error) -> Failure {
     ))
 }
 
-/// Prints the summary of a finished run and maps its outcome to the exit code.
-fn finish(run_id: &str, log: &std::path::Path, json: bool, wall: std::time::Instant) -> Result<ExitCode, Failure> {
+/// Prints the summary of a finished run and maps its outcome to the exit code. The
+/// summary is of the log as written; `state`, the engine's state at the end (the fold of
+/// those very records), spares folding them again (for a big spec, parsing it again).
+fn finish(
+    run_id: &str,
+    log: &std::path::Path,
+    state: &State,
+    json: bool,
+    wall: std::time::Instant,
+) -> Result<ExitCode, Failure> {
     let records = read_records(log)?;
-    let summary = Summary::of(&records);
+    let summary = Summary::of_state(state, &records);
     let digest = orch_log_format::verify(log)?.digest;
     let outcome = summary.outcome.unwrap_or(RunOutcome::Failed);
     let print = || -> Result<(), Failure> {
