@@ -47,6 +47,49 @@ timeout_ms = 300
     s.orch(&["replay", "latest"]).code(0).stdout_has("replay ok");
 }
 
+/// A killed attempt's shell that exits on SIGTERM at once, leaving a grandchild that
+/// ignores it: the grandchild, in the attempt's group, must still get SIGKILL.
+const TERM_SURVIVOR: &str = r#"["sh", "-c", "(trap '' TERM; exec sleep 30) & echo $! > survivor.tmp && mv survivor.tmp survivor.pid; trap 'exit 0' TERM; wait"]"#;
+
+#[test]
+fn what_is_left_of_a_killed_group_gets_sigkill_when_the_grace_period_is_over() {
+    let s = Scratch::new();
+    // `watch` outlives the grace period and succeeds only if the survivor dies while the
+    // run goes on (it gives up, failing, after 20 s): the verdict is in the log, not in
+    // a clock of the test.
+    let spec = s.write(
+        "survivor.toml",
+        &format!(
+            r#"
+[[task]]
+id = "gc"
+command = {TERM_SURVIVOR}
+timeout_ms = 200
+
+[[task]]
+id = "watch"
+command = ["sh", "-c", "for i in $(seq 400); do if [ -f survivor.pid ]; then p=$(cat survivor.pid); grep -q '^State:.*Z' /proc/$p/status 2>/dev/null || [ ! -e /proc/$p ] && exit 0; fi; sleep 0.05; done; exit 1"]
+"#
+        ),
+    );
+    let v = s.orch(&["run", &spec, "--kill-grace-ms", "300", "--json"]).code(1).json();
+    assert_eq!((v["states"]["timed_out"].as_u64(), v["states"]["succeeded"].as_u64()), (Some(1), Some(1)), "{v}");
+    let records = s.records("latest");
+    let exited = records.iter().find(|r| kind(r) == "attempt_exited" && r["task"] == "gc").expect("gc exited");
+    assert_eq!(exited["status"]["code"], 0, "the shell left on SIGTERM, before the grace period was over");
+}
+
+#[test]
+fn what_is_left_of_a_killed_group_gets_sigkill_when_the_run_ends_first() {
+    let s = Scratch::new();
+    let spec =
+        s.write("survivor.toml", &format!("[[task]]\nid = \"gc\"\ncommand = {TERM_SURVIVOR}\ntimeout_ms = 200\n"));
+    // The run is over long before its 30 s grace period: orch SIGKILLs the group as it goes.
+    s.orch(&["run", &spec, "--kill-grace-ms", "30000", "--json"]).code(1);
+    let pid: u32 = std::fs::read_to_string(s.path().join("survivor.pid")).unwrap().trim().parse().unwrap();
+    poll("the survivor to die", Duration::from_secs(5), || process_gone(pid).then_some(()));
+}
+
 #[test]
 fn ctrl_c_cancels_kills_the_groups_and_leaves_a_verified_log() {
     cancelled_by("INT", "interrupted (Ctrl-C)");
@@ -252,4 +295,30 @@ fn a_run_resumed_after_its_deadline_times_out_at_once() {
     assert!(u(&lost["time_ms"]) >= 1500, "resumed at {} ms, past the 1500 ms deadline", lost["time_ms"]);
     let last = records.last().unwrap();
     assert_eq!((kind(last), last["outcome"].as_str()), ("run_finished", Some("timed_out")));
+}
+
+/// An output over the size stored in the reaping call (1 MiB) is streamed into the store
+/// on another thread: the same digest, size and bytes as a small one would get.
+#[test]
+fn a_large_output_is_stored_whole_under_its_digest() {
+    let s = Scratch::new();
+    let spec = s.write(
+        "large.toml",
+        "[[task]]\nid = \"big\"\ncommand = \"seq 1 600000\"\n\n[[task]]\nid = \"small\"\ncommand = \"seq 1 3\"\n",
+    );
+    s.orch(&["run", &spec]).code(0);
+    let expected: String = (1..=600_000).map(|i| format!("{i}\n")).collect();
+    assert!(expected.len() > 1 << 20);
+    let records = s.records("latest");
+    for (task, text) in [("big", expected), ("small", "1\n2\n3\n".to_string())] {
+        let exited = records.iter().find(|r| kind(r) == "attempt_exited" && r["task"] == task).expect("exited");
+        assert_eq!(u(&exited["output_bytes"]), text.len() as u64);
+        let digest = exited["output"].as_str().unwrap();
+        assert_eq!(digest, orch_engine::record::Digest::of(text.as_bytes()).hex());
+        let blob = std::fs::read_to_string(s.path().join(".orch/blobs").join(digest)).expect("the blob");
+        assert!(blob == text, "{task}: the stored output differs");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(s.path().join(".orch/blobs/tmp")).unwrap().flatten().collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    s.orch(&["replay", "latest"]).code(0).stdout_has("replay ok");
 }

@@ -6,7 +6,7 @@
 //! while the loop waits for the next input (`block_on` in `next_input`), so the engine
 //! itself stays single-threaded and every input is handled in the order it arrived.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,6 +68,11 @@ pub(super) enum Incoming {
         task: String,
         attempt: u32,
         exit: Exit,
+    },
+    /// The attempt's child is reaped; its exit follows once its (large) output is stored.
+    Reaped {
+        task: String,
+        attempt: u32,
     },
     Timer(TimerKey),
     /// The grace period after SIGTERM of an attempt is over.
@@ -148,7 +153,14 @@ pub(super) struct ProcessWorld {
     pub(super) tx: mpsc::UnboundedSender<Incoming>,
     rx: mpsc::UnboundedReceiver<Incoming>,
     start: Instant,
+    /// Process groups of the attempts whose child is not reaped yet.
     groups: BTreeMap<(String, u32), i32>,
+    /// Attempts sent SIGTERM, until their child is reaped.
+    killing: BTreeSet<(String, u32)>,
+    /// Process groups of killed attempts whose child ended within the grace period while
+    /// others of its group lived on (a grandchild ignoring SIGTERM): SIGKILLed when the
+    /// grace period is over, or when the run ends if that comes first.
+    lingering: BTreeMap<(String, u32), i32>,
     kill_grace: Duration,
     interrupts: u32,
     /// Answers owed to control clients, by request number.
@@ -238,6 +250,8 @@ impl ProcessWorld {
             rx,
             start: Instant::now().checked_sub(Duration::from_millis(elapsed_ms)).unwrap_or_else(Instant::now),
             groups: BTreeMap::new(),
+            killing: BTreeSet::new(),
+            lingering: BTreeMap::new(),
             kill_grace: config.kill_grace,
             interrupts: 0,
             replies: BTreeMap::new(),
@@ -250,6 +264,31 @@ impl ProcessWorld {
     fn kill_all(&self, signal: Signal) {
         for &pgid in self.groups.values() {
             process::signal_group(pgid, signal);
+        }
+        self.kill_lingering();
+    }
+
+    /// SIGKILL to the groups whose leader exited while being killed, if any of them is
+    /// still there. The leader is reaped, so the group id is no longer held by it: it is
+    /// signalled only while the group still has members, which keep the id theirs (a
+    /// group emptied between the look and the signal would need its id reused within
+    /// that instant).
+    fn kill_lingering(&self) {
+        for &pgid in self.lingering.values() {
+            if process::group_alive(pgid) {
+                process::signal_group(pgid, Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// The attempt's child is reaped: its group is no longer signalled as such, unless it
+    /// was being killed and others of the group live on.
+    fn reaped(&mut self, key: (String, u32)) {
+        let killed = self.killing.remove(&key);
+        if let Some(pgid) = self.groups.remove(&key) {
+            if killed && process::group_alive(pgid) {
+                self.lingering.insert(key, pgid);
+            }
         }
     }
 }
@@ -268,8 +307,12 @@ impl World for ProcessWorld {
                 let lost = if graph.spec.run.lost_attempts_count { 0 } else { state.task(t).lost };
                 let number = process::AttemptNumber { counted: n.saturating_sub(lost), id: n };
                 let spec = graph.task_spec(t);
-                let started = process::spawn(spec, number, &self.env, &self.outputs, &self.blobs, move |exit| {
-                    let _ = tx.send(Incoming::Exited { task: id, attempt: n, exit });
+                let started = process::spawn(spec, number, &self.env, &self.outputs, &self.blobs, move |ended| {
+                    let (task, attempt) = (id.clone(), n);
+                    let _ = tx.send(match ended {
+                        process::Ended::Reaped => Incoming::Reaped { task, attempt },
+                        process::Ended::Exit(exit) => Incoming::Exited { task, attempt, exit },
+                    });
                 });
                 tracing::debug!(task = %task, attempt = *attempt, pid = ?started.pgid, "spawned");
                 if let (Some(pgid), Some(start_ticks)) = (started.pgid, started.start_ticks) {
@@ -289,6 +332,7 @@ impl World for ProcessWorld {
                 if let Some(&pgid) = self.groups.get(&(task.clone(), *attempt)) {
                     tracing::debug!(task = %task, attempt = *attempt, pgid, "SIGTERM to the process group");
                     process::signal_group(pgid, Signal::SIGTERM);
+                    self.killing.insert((task.clone(), *attempt));
                     let (tx, grace) = (self.tx.clone(), self.kill_grace);
                     let (task, attempt) = (task.clone(), *attempt);
                     tokio::spawn(async move {
@@ -316,6 +360,8 @@ impl World for ProcessWorld {
     }
 
     fn finished(&mut self, _state: &State) {
+        // Nothing will SIGKILL what is left of killed attempts once orch is gone.
+        self.kill_lingering();
         // The answer to the request that ended the run is written by a task of this
         // runtime, which runs only while driven: drive it until every request read is
         // answered (late ones are told the run has finished), for a second at most.
@@ -351,8 +397,12 @@ impl World for ProcessWorld {
             let Some(incoming) = next else { return Ok(None) };
             let now = self.start.elapsed().as_millis() as u64;
             let input = match incoming {
+                Incoming::Reaped { task, attempt } => {
+                    self.reaped((task, attempt));
+                    continue;
+                }
                 Incoming::Exited { task, attempt, exit } => {
-                    self.groups.remove(&(task.clone(), attempt));
+                    self.reaped((task.clone(), attempt));
                     Event::AttemptExited(AttemptExited {
                         task,
                         attempt,
@@ -367,11 +417,18 @@ impl World for ProcessWorld {
                 Incoming::Timer(_) => continue,
                 Incoming::GraceOver { task, attempt } => {
                     // Still running after SIGTERM and the grace period: SIGKILL. An
-                    // attempt that exited is no longer in `groups`, so a recycled pid
-                    // is never signalled.
-                    if let Some(&pgid) = self.groups.get(&(task.clone(), attempt)) {
-                        tracing::info!(task = %task, attempt, pgid, "still running after the grace period: SIGKILL");
+                    // attempt whose child was reaped is no longer in `groups`, so a
+                    // recycled pid is never signalled; what is left of its group, if it
+                    // was killed, is in `lingering`.
+                    let key = (task, attempt);
+                    if let Some(&pgid) = self.groups.get(&key) {
+                        tracing::info!(task = %key.0, attempt, pgid, "still running after the grace period: SIGKILL");
                         process::signal_group(pgid, Signal::SIGKILL);
+                    } else if let Some(pgid) = self.lingering.remove(&key) {
+                        if process::group_alive(pgid) {
+                            tracing::info!(task = %key.0, attempt, pgid, "its group outlived the grace period: SIGKILL");
+                            process::signal_group(pgid, Signal::SIGKILL);
+                        }
                     }
                     continue;
                 }

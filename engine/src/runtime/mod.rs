@@ -5,6 +5,7 @@
 pub mod control;
 mod driver;
 mod hooks;
+mod output;
 pub mod process;
 #[cfg(test)]
 mod process_tests;

@@ -6,7 +6,6 @@ use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -15,6 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
+use super::output;
 use super::reaper;
 use super::spawner;
 use crate::record::{Digest, ExitStatus};
@@ -135,54 +135,65 @@ impl OutputFiles {
         Ok(vars)
     }
 
-    /// Reads what the child wrote, stores it under its digest, and keeps the file for
-    /// the next attempt — unless something of the child's process group is still alive
-    /// (a background grandchild could still write into it).
-    fn collect(&self, slot: Slot, blobs: &Path, pgid: i32) -> (Digest, u64) {
+    /// Takes what the child wrote: a small output is read and stored now (`Collected::
+    /// Now`), a large one is left for `Storing::run` on another thread. The file goes
+    /// back for the next attempt once emptied — unless something of the child's process
+    /// group is still alive (a background grandchild could still write into it).
+    fn collect(&self, slot: Slot, blobs: &Path, pgid: i32) -> Collected {
+        // Asked in the call that reaped the child, while its group id is still its own.
+        let group_gone = !group_alive(pgid);
         // The child's writes moved the shared file offset; seeking to the end gives the
         // size, and leaves the offset at 0 when nothing was written (the usual case:
         // one syscall, no read, no truncate).
-        let mut bytes = Vec::new();
-        let read = (&slot.file).seek(SeekFrom::End(0)).and_then(|size| {
-            if size > 0 {
-                bytes.reserve_exact(size as usize);
-                read_all_at(&slot.file, &mut bytes)?;
+        let size = (&slot.file).seek(SeekFrom::End(0));
+        let storing = Storing { outputs: self.clone(), slot, blobs: blobs.to_path_buf(), group_gone };
+        match size {
+            Ok(0) => {
+                storing.done(true);
+                Collected::Now((Digest::EMPTY, 0))
             }
-            Ok(size)
-        });
-        let digest = Digest::of(&bytes);
-        if read.is_ok() && !bytes.is_empty() {
-            let dest = blobs.join(digest.hex());
-            if !dest.exists() {
-                // Written under a temporary name and renamed: a blob is whole or absent.
-                let tmp = self.shared.dir.join(format!("{}.part", digest.hex()));
-                if std::fs::write(&tmp, &bytes).is_ok() {
-                    let _ = std::fs::rename(&tmp, &dest);
-                }
+            Ok(size) if size <= output::INLINE_MAX => {
+                let stored = match output::read_whole(&storing.slot.file, size) {
+                    Ok(bytes) => output::store_bytes(&bytes, blobs, &self.shared.dir),
+                    Err(_) => (Digest::EMPTY, 0),
+                };
+                storing.done(false);
+                Collected::Now(stored)
             }
+            Ok(_) => Collected::Later(storing),
+            Err(_) => Collected::Now((Digest::EMPTY, 0)),
         }
-        let group_gone = killpg(Pid::from_raw(pgid), None) == Err(nix::errno::Errno::ESRCH);
-        let reset = match read {
-            Ok(0) => true,
-            Ok(_) => slot.file.set_len(0).is_ok() && (&slot.file).seek(SeekFrom::Start(0)).is_ok(),
-            Err(_) => false,
-        };
-        if group_gone && reset {
-            self.put_back(slot);
-        }
-        (digest, bytes.len() as u64)
     }
 }
 
-/// Appends the file's whole content (from offset 0, not moving the file offset).
-fn read_all_at(file: &File, bytes: &mut Vec<u8>) -> std::io::Result<()> {
-    let mut buf = [0u8; 64 * 1024];
-    loop {
-        match file.read_at(&mut buf, bytes.len() as u64) {
-            Ok(0) => return Ok(()),
-            Ok(n) => bytes.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+/// What `collect` came to.
+enum Collected {
+    Now(output::Stored),
+    Later(Storing),
+}
+
+/// An output being stored, and its file to give back.
+struct Storing {
+    outputs: OutputFiles,
+    slot: Slot,
+    blobs: PathBuf,
+    group_gone: bool,
+}
+
+impl Storing {
+    /// Streams a large output into the store (see `output::store_file`).
+    fn run(self) -> output::Stored {
+        let stored = output::store_file(&self.slot.file, &self.blobs, &self.outputs.shared.dir);
+        self.done(false);
+        stored
+    }
+
+    /// Gives the file back, emptied, for the next attempt.
+    fn done(self, empty: bool) {
+        let Storing { outputs, slot, group_gone, .. } = self;
+        let reset = empty || (slot.file.set_len(0).is_ok() && (&slot.file).seek(SeekFrom::Start(0)).is_ok());
+        if group_gone && reset {
+            outputs.put_back(slot);
         }
     }
 }
@@ -197,21 +208,37 @@ pub struct AttemptNumber {
     pub id: u32,
 }
 
-/// Starts one attempt of `task` and returns its process group; `on_exit` receives the
-/// exit once the child has ended and its output is stored (in the `reaper::reap_ready`
-/// call that finds it exited).
+/// How the end of an attempt reaches its driver.
+#[derive(Debug)]
+pub enum Ended {
+    /// The child is reaped — its process group id may be another's from now on — and
+    /// its output, a large one, is being stored on another thread: `Exit` follows.
+    Reaped,
+    /// The child has ended and its output is stored.
+    Exit(Exit),
+}
+
+/// Starts one attempt of `task` and returns its process group; `on_end` receives the
+/// exit once the child has ended and its output is stored: in the `reaper::reap_ready`
+/// call that finds it exited, or — for a large output — from the thread that stored it,
+/// after an `Ended::Reaped` in that call.
 pub fn spawn(
     task: &TaskSpec,
     attempt: AttemptNumber,
     env: &ChildEnv,
     outputs: &OutputFiles,
     blobs: &Path,
-    on_exit: impl FnOnce(Exit) + Send + 'static,
+    mut on_end: impl FnMut(Ended) + Send + 'static,
 ) -> Started {
     let started = Instant::now();
     let Some(argv) = argv_of(task.command.as_ref()) else {
         // A task with no command (simulation-only) succeeds at once in a real run.
-        on_exit(Exit { status: ExitStatus::Code(0), output: Digest::of(b""), output_bytes: 0, duration_ms: 0 });
+        on_end(Ended::Exit(Exit {
+            status: ExitStatus::Code(0),
+            output: Digest::EMPTY,
+            output_bytes: 0,
+            duration_ms: 0,
+        }));
         return Started { pgid: None, start_ticks: None };
     };
     let blobs = blobs.to_path_buf();
@@ -222,18 +249,29 @@ pub fn spawn(
                 pid,
                 Box::new(move |status| {
                     let duration_ms = started.elapsed().as_millis() as u64;
-                    let (output, output_bytes) = outputs.collect(slot, &blobs, pid);
                     let status = status.unwrap_or(ExitStatus::Code(SPAWN_FAILED_CODE));
-                    on_exit(Exit { status, output, output_bytes, duration_ms });
+                    let exit = move |(output, output_bytes)| Exit { status, output, output_bytes, duration_ms };
+                    match outputs.collect(slot, &blobs, pid) {
+                        Collected::Now(stored) => on_end(Ended::Exit(exit(stored))),
+                        Collected::Later(storing) => {
+                            on_end(Ended::Reaped);
+                            output::off_thread(move || on_end(Ended::Exit(exit(storing.run()))));
+                        }
+                    }
                 }),
             );
             Started { pgid: Some(pid), start_ticks }
         }
         Err(e) => {
             let message = format!("orch: cannot start {:?}: {e}\n", argv[0]);
-            let (output, output_bytes) = store_bytes(message.as_bytes(), &blobs);
+            let (output, output_bytes) = output::store_bytes(message.as_bytes(), &blobs, &outputs.shared.dir);
             let duration_ms = started.elapsed().as_millis() as u64;
-            on_exit(Exit { status: ExitStatus::Code(SPAWN_FAILED_CODE), output, output_bytes, duration_ms });
+            on_end(Ended::Exit(Exit {
+                status: ExitStatus::Code(SPAWN_FAILED_CODE),
+                output,
+                output_bytes,
+                duration_ms,
+            }));
             Started { pgid: None, start_ticks: None }
         }
     }
@@ -297,6 +335,11 @@ pub fn start_ticks(pid: u32) -> Option<u64> {
     after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether any process of the group is still there (one orch may not signal counts).
+pub fn group_alive(pgid: i32) -> bool {
+    killpg(Pid::from_raw(pgid), None) != Err(nix::errno::Errno::ESRCH)
+}
+
 /// Sends `signal` to a whole process group; a group that is gone already is fine.
 pub fn signal_group(pgid: i32, signal: Signal) {
     let _ = killpg(Pid::from_raw(pgid), signal);
@@ -328,17 +371,6 @@ const SHELL_BUILTINS: &[&str] = &[
     "getopts", "hash", "jobs", "read", "readonly", "return", "set", "shift", "source", "times", "trap", "type",
     "ulimit", "umask", "unalias", "unset", "wait",
 ];
-
-/// Stores bytes under their digest (an error message orch writes for a child that could
-/// not start). A failure to store only loses the text; the log stays truthful.
-fn store_bytes(bytes: &[u8], blobs: &Path) -> (Digest, u64) {
-    let digest = Digest::of(bytes);
-    let dest = blobs.join(digest.hex());
-    if !bytes.is_empty() && !dest.exists() {
-        let _ = std::fs::write(dest, bytes);
-    }
-    (digest, bytes.len() as u64)
-}
 
 #[cfg(test)]
 mod tests {
