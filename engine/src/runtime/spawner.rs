@@ -84,7 +84,7 @@ impl Context {
                 return Ok(CString::new(candidate.into_os_string().into_vec())?);
             }
         }
-        Err(io::Error::from(io::ErrorKind::NotFound))
+        Err(io::Error::new(io::ErrorKind::NotFound, "command not found (no such executable on PATH)"))
     }
 
     /// Starts `program` with `argv` and the base environment less `skip` plus `extra`,
@@ -121,6 +121,7 @@ impl Context {
             reset: self.reset.as_ptr(),
             reset_len: self.reset.len(),
             error: 0,
+            chdir_failed: 0,
         };
         let mut stack = self.stack.lock().unwrap_or_else(|p| p.into_inner());
         // The stack grows down from its end, which must be 16-byte aligned.
@@ -156,7 +157,14 @@ impl Context {
         if error != 0 {
             // It exited without exec'ing: reap it here (nobody else knows its pid).
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-            return Err(io::Error::from_raw_os_error(error));
+            let os = io::Error::from_raw_os_error(error);
+            // SAFETY: as for `error` above.
+            if unsafe { std::ptr::read_volatile(std::ptr::addr_of!(child.chdir_failed)) } != 0 {
+                // Else "No such file or directory" reads as if the program were missing.
+                let dir = cwd.map(CStr::to_string_lossy).unwrap_or_default();
+                return Err(io::Error::new(os.kind(), format!("cannot change to directory {dir:?}: {os}")));
+            }
+            return Err(os);
         }
         Ok(pid)
     }
@@ -175,6 +183,8 @@ struct Child {
     reset_len: usize,
     /// The errno of the step that failed (0: it exec'd).
     error: c_int,
+    /// Non-zero when that step was the change to `cwd`.
+    chdir_failed: c_int,
 }
 
 /// What this process does with `sig` now (`SIG_DFL`, `SIG_IGN`, or a handler), None if
@@ -207,8 +217,11 @@ extern "C" fn run_child(arg: *mut c_void) -> c_int {
             || libc::dup2(child.output, 1) < 0
             || libc::dup2(child.output, 2) < 0
             || libc::dup2(child.devnull, 0) < 0
-            || (!child.cwd.is_null() && libc::chdir(child.cwd) != 0)
         {
+            return fail(child);
+        }
+        if !child.cwd.is_null() && libc::chdir(child.cwd) != 0 {
+            std::ptr::write_volatile(&mut child.chdir_failed, 1);
             return fail(child);
         }
         let mut none: libc::sigset_t = std::mem::zeroed();
