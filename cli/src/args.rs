@@ -36,6 +36,8 @@ pub enum Cmd {
     Ls(JsonFlag),
     /// Show a run's task tree with states and rollups (`--watch`: live, until it ends).
     Show(ShowArgs),
+    /// Print what a task's attempt wrote (stdout and stderr together, as stored).
+    Output(OutputArgs),
     /// Compare two runs: where they diverge, which outcomes differ, which siblings raced.
     Diff(DiffArgs),
     /// Render a run as one self-contained HTML page: timeline, concurrency, critical path.
@@ -235,6 +237,17 @@ pub struct LogArgs {
     /// One record per line in the stable text rendering instead of JSON.
     #[arg(long)]
     pub text: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Run id, unique prefix, `latest`, or a log directory.
+    pub run: String,
+    /// The task.
+    pub task: String,
+    /// Which attempt (1, 2, ... as in the log). Default: the last one.
+    #[arg(long)]
+    pub attempt: Option<u32>,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 
 mod args;
 mod cmd_diff;
+mod cmd_output;
 mod cmd_read;
 mod cmd_report;
 mod cmd_run;
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
         Cmd::Verify(a) => cmd_read::verify(&cli, a),
         Cmd::Ls(a) => cmd_read::ls(&cli, a),
         Cmd::Show(a) => cmd_read::show(&cli, a),
+        Cmd::Output(a) => cmd_output::output(&cli, a),
         Cmd::Diff(a) => cmd_diff::diff(&cli, a),
         Cmd::Report(a) => cmd_report::report(&cli, a),
         Cmd::Export(a) => cmd_report::export(&cli, a),

@@ -1,4 +1,4 @@
-//! Reading commands: `log`, `ls`, `show`, `replay` (and `--at`), a closed pipe.
+//! Reading commands: `log`, `ls`, `show`, `output`, `replay` (and `--at`), a closed pipe.
 
 use std::process::Stdio;
 
@@ -91,4 +91,40 @@ fn log_into_a_closed_pipe_exits_cleanly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
     assert!(stderr.is_empty(), "stderr: {stderr}");
+}
+
+#[test]
+fn output_prints_what_an_attempt_wrote() {
+    let s = Scratch::new();
+    let spec = s.write(
+        "out.toml",
+        r#"
+[[task]]
+id = "a"
+command = "sh -c 'echo out; echo err >&2'"
+
+[[task]]
+id = "r"
+command = "sh -c 'echo try $ORCH_ATTEMPT; exit 3'"
+retry = { max_attempts = 2 }
+
+[[task]]
+id = "quiet"
+command = "true"
+"#,
+    );
+    s.orch(&["run", &spec]).code(1);
+    assert_eq!(s.orch(&["output", "latest", "a"]).code(0).stdout, "out\nerr\n");
+    // The last attempt unless another is asked for.
+    assert_eq!(s.orch(&["output", "latest", "r"]).code(0).stdout, "try 2\n");
+    assert_eq!(s.orch(&["output", "latest", "r", "--attempt", "1"]).code(0).stdout, "try 1\n");
+    assert_eq!(s.orch(&["output", "latest", "quiet"]).code(0).stdout, "");
+    // A run named by its log directory finds the blobs of the store around it.
+    let log = format!(".orch/runs/{}/log", s.run_ids()[0]);
+    assert_eq!(s.orch(&["output", &log, "a"]).code(0).stdout, "out\nerr\n");
+
+    s.orch(&["output", "latest", "r", "--attempt", "3"]).code(2).stderr_has("no attempt 3 (attempts: [1, 2])");
+    s.orch(&["output", "latest", "nope"]).code(2).stderr_has("task \"nope\": no attempt of it");
+    s.orch(&["run", "--sim", &s.write("sim.toml", "[[task]]\nid = \"s\"\nsim = { stdout = \"hi\" }\n")]).code(0);
+    s.orch(&["output", "latest", "s"]).code(2).stderr_has("a simulated run stores no outputs");
 }

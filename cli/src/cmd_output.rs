@@ -1,0 +1,90 @@
+//! `orch output RUN TASK`: what an attempt wrote (stdout and stderr, as stored), from the
+//! store's blob named by the attempt's `attempt_exited` record — the log says which
+//! bytes, the store has them.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use orch_engine::journal::read_records;
+use orch_engine::record::{AttemptExited, Event};
+use orch_engine::runtime::{Resolved, Store};
+
+use crate::args::{Cli, OutputArgs};
+use crate::exit::Failure;
+
+pub fn output(cli: &Cli, a: &OutputArgs) -> Result<ExitCode, Failure> {
+    let store = Store::at(&cli.store);
+    let run = store.resolve(&a.run)?;
+    let records = read_records(&run.log)?;
+    let place = || format!("{}: task {:?}", a.run, a.task);
+
+    let mut dispatched = Vec::new();
+    let mut exits: Vec<&AttemptExited> = Vec::new();
+    let mut lost = Vec::new();
+    let mut simulated = false;
+    for r in &records {
+        match &r.event {
+            Event::RunStarted(s) => simulated = s.executor == "sim",
+            Event::AttemptDispatched(d) if d.task == a.task => dispatched.push(d.attempt),
+            Event::AttemptExited(e) if e.task == a.task => exits.push(e),
+            Event::AttemptLost(l) if l.task == a.task => lost.push(l.attempt),
+            _ => {}
+        }
+    }
+    let Some(&last) = dispatched.last() else {
+        return Err(Failure::Input(format!(
+            "{}: no attempt of it in this run (no such task, or it never ran)",
+            place()
+        )));
+    };
+    let attempt = a.attempt.unwrap_or(last);
+    let exit = match exits.iter().find(|e| e.attempt == attempt) {
+        Some(exit) => exit,
+        None if !dispatched.contains(&attempt) => {
+            return Err(Failure::Input(format!("{}: no attempt {attempt} (attempts: {dispatched:?})", place())))
+        }
+        None if lost.contains(&attempt) => {
+            return Err(Failure::Input(format!(
+                "{}: attempt {attempt} was lost when the engine died: its output was not kept",
+                place()
+            )))
+        }
+        None => {
+            return Err(Failure::Input(format!(
+                "{}: attempt {attempt} has not ended: its output is stored when it does",
+                place()
+            )))
+        }
+    };
+    if exit.output_bytes == 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let hex = exit.output.hex();
+    let path = blobs_dir(&store, &run).join(&hex);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        let why = if simulated { "a simulated run stores no outputs".to_string() } else { e.to_string() };
+        Failure::Other(format!(
+            "{}: attempt {attempt} wrote {} bytes (blake3 {hex}), not in the store at {}: {why}",
+            place(),
+            exit.output_bytes,
+            path.display()
+        ))
+    })?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&bytes)?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The blobs of the store the run is in: `--store`'s, unless the run was named by the
+/// path of a log inside another store (`STORE/runs/ID/log`).
+fn blobs_dir(store: &Store, run: &Resolved) -> PathBuf {
+    if run.id.is_none() {
+        let of_layout = |log: &Path| Some(log.parent()?.parent()?.parent()?.join("blobs"));
+        if let Some(blobs) = of_layout(&run.log).filter(|b| b.is_dir()) {
+            return blobs;
+        }
+    }
+    store.blobs_dir()
+}
