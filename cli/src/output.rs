@@ -43,8 +43,30 @@ impl Progress {
             self.clear_status();
             let cause = f.cause.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
             let _ = line(format!("[{:>8}] {:<9} {}{cause}", format_ms(record.time_ms), f.state.name(), f.task));
+            let parent = state.graph().and_then(|g| g.task(&f.task).and_then(|t| g.parent(t)));
+            self.if_stuck(parent, record.time_ms, state);
+        }
+        // A parent whose children ended while its own command still ran is stuck once
+        // that command exits.
+        if let Event::AttemptExited(e) = &record.event {
+            self.if_stuck(state.graph().and_then(|g| g.task(&e.task)), record.time_ms, state);
         }
         self.draw_status(state);
+    }
+
+    /// A parent left stuck would wait without a word (it looks like a hang): say so, and
+    /// how to settle it.
+    fn if_stuck(&mut self, parent: Option<u32>, time_ms: u64, state: &State) {
+        let (Some(graph), Some(p)) = (state.graph(), parent) else { return };
+        if let Some(why) = state.stuck_on(p) {
+            let parent = graph.id(p);
+            let _ = line(format!(
+                "[{:>8}] {:<9} {parent} (held: {why}); it waits to be settled: \
+                 orch task update {parent} --status done|failed|cancelled --run RUN",
+                format_ms(time_ms),
+                "stuck",
+            ));
+        }
     }
 
     pub fn finish(&mut self) {

@@ -56,3 +56,21 @@ fn a_task_created_at_run_time_is_ready_from_its_creation() {
     assert_eq!(x["ready_ms"], submitted, "{x}");
     assert_eq!(x["queue_wait_ms"], x["dispatched_ms"].as_u64().unwrap() - submitted, "{x}");
 }
+
+/// A parent held by a child that failed under `hold` waits to be settled by hand; `orch
+/// run` says so as it happens (it used to wait without a word, like a hang), then the
+/// parent is settled here as a user would.
+#[test]
+fn a_stuck_parent_is_announced_with_how_to_settle_it() {
+    let s = Scratch::new();
+    let spec = "[[task]]\nid = \"lead\"\ncommand = '''\norch task create bad -- false\n'''\n\
+                [[task]]\nid = \"settler\"\ncommand = '''\n\
+                until orch task list | grep -q '^lead .*stuck'; do sleep 0.05; done\n\
+                orch task update lead --status done --note 'bad is not needed'\n'''\n";
+    std::fs::write(s.at("stuck.toml"), spec).unwrap();
+    let out = s.orch(&["run", "stuck.toml"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let stuck = out.stdout.lines().find(|l| l.contains("stuck")).unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(stuck.ends_with("stuck     lead (held: bad failed); it waits to be settled: orch task update lead --status done|failed|cancelled --run RUN"), "{stuck}");
+    assert_eq!(out.stdout.matches("stuck     lead").count(), 1, "{}", out.stdout);
+}

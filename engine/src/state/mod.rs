@@ -368,10 +368,16 @@ impl State {
     /// A delegated parent whose children are all done but one failed under a `hold`
     /// policy: it waits for someone to settle it.
     pub fn is_stuck(&self, t: TaskIdx) -> bool {
-        let Some(graph) = &self.graph else { return false };
-        let Some(g) = graph.node(t).children else { return false };
+        self.stuck_on(t).is_some()
+    }
+
+    /// Why `t` is stuck (see `is_stuck`): the first child that failed or was cancelled
+    /// under `hold`, as in `b failed`.
+    pub fn stuck_on(&self, t: TaskIdx) -> Option<&str> {
+        let g = self.graph.as_ref()?.node(t).children?;
         let group = &self.groups[g as usize];
-        self.tasks[t as usize].phase == Phase::Delegated && group.held.is_some() && group.remaining == 0
+        let waiting = self.tasks[t as usize].phase == Phase::Delegated && group.remaining == 0;
+        group.held.as_deref().filter(|_| waiting)
     }
 
     /// Whether a timer is still wanted; the runtime drops timers that are not, so stale
