@@ -345,14 +345,20 @@ fn json_problems_are_placed_by_path() {
 }
 
 #[test]
-fn json_syntax_errors_name_the_line() {
+fn json_syntax_errors_name_the_line_and_column() {
     assert_eq!(
         syntax("unknown-field.json"),
-        "unknown-field.json:4: unknown field `retries`, expected one of `id`, `title`, `cmd`, `command`, `env`, `cwd`, \
+        "unknown-field.json:4:45: unknown field `retries`, expected one of `id`, `title`, `cmd`, `command`, `env`, `cwd`, \
          `after`, `parent`, `priority`, `timeout_ms`, `retry`, `cost`, `hook`, `wake_policy`, `on_child_failure`, `on_stop`, `sim`"
     );
     let error = spec::parse("{\"tasks\": [", "flow.json", Format::Json).unwrap_err();
-    assert_eq!(error.to_string(), "flow.json:1: EOF while parsing a list");
+    assert_eq!(error.to_string(), "flow.json:1:11: EOF while parsing a list");
+    // On one line, the column is what finds the place.
+    let error = spec::parse("{\"task\":[{\"id\":\"a\"},]}", "tasks.json", Format::Json).unwrap_err();
+    assert_eq!(error.to_string(), "tasks.json:1:21: trailing comma");
+    // A list is not a workflow (serde would read it as the fields in order).
+    let error = spec::parse("\n  [{\"id\":\"a\"}]", "tasks.json", Format::Json).unwrap_err();
+    assert!(error.to_string().starts_with("tasks.json:2:3: a workflow is a JSON object"), "{error}");
 }
 
 #[test]

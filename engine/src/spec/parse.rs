@@ -56,6 +56,20 @@ pub fn parse(text: &str, file: &str, format: Format) -> Result<Spec, Error> {
         Format::Json => {
             // A byte-order mark, as some editors write (the TOML parser takes one too).
             let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+            // serde would read a list as the struct's fields in order (`[run, tasks,
+            // waves]`): a list of tasks would fail as a bad `run`.
+            let body = text.trim_start();
+            if body.starts_with('[') {
+                let before = &text[..text.len() - body.len()];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                return Err(Error::Syntax(Problem {
+                    place: format!("{file}:{line}:{column}"),
+                    message: "a workflow is a JSON object ({\"run\": {...}, \"task\": [...]}), not a list \
+                              (a list of tasks alone goes to `orch run --tasks`)"
+                        .into(),
+                }));
+            }
             let spec: Spec = serde_json::from_str(text).map_err(|e| Error::Syntax(json_problem(&e, file)))?;
             // serde_json keeps no spans, so semantic problems are placed by path.
             validate(&spec, &Unplaced(file))?;
@@ -111,7 +125,8 @@ fn toml_problem(error: &toml::de::Error, text: &str, file: &str) -> Problem {
     Problem { place, message: one_line(error.message()) }
 }
 
-/// A JSON error as one line: serde_json appends " at line L column C", which becomes the place.
+/// A JSON error as one line: serde_json appends " at line L column C", which becomes the
+/// place, `file:L:C` (the column matters: JSON is often one line).
 fn json_problem(error: &serde_json::Error, file: &str) -> Problem {
     let full = error.to_string();
     if error.line() == 0 {
@@ -119,7 +134,7 @@ fn json_problem(error: &serde_json::Error, file: &str) -> Problem {
     }
     let suffix = format!(" at line {} column {}", error.line(), error.column());
     let message = full.strip_suffix(&suffix).unwrap_or(&full);
-    Problem { place: format!("{file}:{}", error.line()), message: one_line(message) }
+    Problem { place: format!("{file}:{}:{}", error.line(), error.column()), message: one_line(message) }
 }
 
 /// Some parser messages span lines ("invalid inline table\nexpected `}`"); a problem is one line.
