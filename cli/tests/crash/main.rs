@@ -24,6 +24,7 @@ mod disk_full;
 mod harness;
 mod lost_attempts;
 mod power_loss;
+mod refused_resume;
 mod writer_lock;
 
 // ---------------------------------------------------------------------------------------

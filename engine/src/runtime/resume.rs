@@ -76,10 +76,9 @@ fn last_write(log: &Path) -> Option<std::time::SystemTime> {
     std::fs::metadata(newest).ok()?.modified().ok()
 }
 
-/// The refusals that reading alone can decide, made before the log is opened for
-/// writing: opening it drops a torn tail and takes the lock, and a refused resume must
-/// leave the run as it found it. A simulated run is named by its first record, a finished
-/// one by its last. (What needs the fold is decided after, as before.)
+/// The refusals that its first and last records decide, made before the whole log is
+/// verified and re-decided (for a big log, a second or so): a simulated run is named by
+/// its first record, a finished one by its last.
 fn refuse_early(log: &Path) -> Result<(), RuntimeError> {
     let reader = match orch_log_format::Reader::open(log) {
         Ok(reader) => reader,
@@ -122,7 +121,11 @@ pub fn resume(
     // tail writes): the engine has been down since, and the run's clock has run on.
     let last_write = last_write(log);
     refuse_early(log)?;
-    let (writer, recovery) = open_writer(log, options)?;
+    // Every other refusal is decided while only reading too: the whole log verified (its
+    // chain included: the reader alone does not check it), then re-decided. Opening the
+    // log for writing drops a torn tail and takes the lock, and a refused resume must
+    // leave the run as it found it.
+    orch_log_format::verify(log)?;
     let records = read_records(log)?;
     let recovered = recover(&records)?;
     let (core, pending) = (recovered.core, recovered.pending);
@@ -137,6 +140,18 @@ pub fn resume(
         return Err(RuntimeError::CannotResume(format!(
             "a {} run cannot be resumed (only runs of real processes can; run it again)",
             state.executor()
+        )));
+    }
+    store.make_blobs_dir()?;
+    let (writer, recovery) = open_writer(log, options)?;
+    // The lock is ours from here. Whole records are never rewritten, so the same count
+    // means the same records; more means an engine appended between the read and the
+    // lock (it was still running, or another resume was).
+    if recovery.records != records.len() as u64 {
+        return Err(RuntimeError::CannotResume(format!(
+            "the log changed while it was being read ({} records, then {}): is its engine still running?",
+            records.len(),
+            recovery.records
         )));
     }
 

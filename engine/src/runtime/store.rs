@@ -60,12 +60,19 @@ impl Store {
         self.run_dir(id).join("log")
     }
 
+    /// Makes the blobs directory (and its `tmp/`, where outputs are written) if it is
+    /// missing: a run's children write their output there, and a resumed run may find
+    /// it deleted (to save space) since.
+    pub fn make_blobs_dir(&self) -> Result<(), StoreError> {
+        fs::create_dir_all(self.blobs_dir().join("tmp")).map_err(io(self.blobs_dir()))
+    }
+
     /// Creates the directory of a new run and keeps its spec text there (as
     /// `spec.<ext>`); returns the id.
     pub fn create_run(&self, spec_ext: &str, spec_text: &str) -> Result<String, StoreError> {
         let runs = self.runs_dir();
         fs::create_dir_all(&runs).map_err(io(&runs))?;
-        fs::create_dir_all(self.blobs_dir().join("tmp")).map_err(io(self.blobs_dir()))?;
+        self.make_blobs_dir()?;
         // The time gives the order, and so must the suffix: it is the fraction of the
         // second in 1/65536ths (~15 µs). It used to be clock bits xor the pid, which made
         // runs started within one second sort at random, so `latest` could name an older
