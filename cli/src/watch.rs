@@ -6,7 +6,6 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use orch_engine::graph::{Graph, ROOT};
 use orch_engine::record::{Event, Record};
 use orch_engine::runtime::Resolved;
 use orch_engine::state::{Phase, State};
@@ -58,27 +57,20 @@ pub fn flat_lines(state: &State) -> Vec<String> {
 }
 
 /// The task tree: depth-first through the groups, the run's waves first, each parent
-/// followed by its children.
+/// followed by its children (the report's order, walked without recursion: a delegation
+/// chain may be 100,000 deep). The indentation stops growing at `MAX_INDENT` levels, so a
+/// deep chain does not print quadratically many spaces; deeper lines carry their depth.
 pub fn tree_lines(state: &State) -> Vec<String> {
+    const MAX_INDENT: u32 = 32;
     let Some(graph) = state.graph() else { return Vec::new() };
-    fn walk(graph: &Graph, g: u32, depth: usize, out: &mut Vec<(usize, u32)>) {
-        for &w in &graph.group(g).waves {
-            for &t in &graph.wave(w).tasks {
-                out.push((depth, t));
-                if let Some(children) = graph.node(t).children {
-                    walk(graph, children, depth + 1, out);
-                }
-            }
-        }
-    }
-    let mut order = Vec::new();
-    walk(graph, ROOT, 0, &mut order);
-    order
+    orch_replay::report::tree_order(graph)
         .into_iter()
         .map(|(depth, t)| {
             let (id, phase, attempts) = describe(state, t);
             let wave = graph.wave(graph.node(t).wave).ordinal;
-            format!("{}{id:<24} {phase:<10} attempts {attempts} wave {wave}", "  ".repeat(depth + 1))
+            let indent = "  ".repeat(depth.min(MAX_INDENT) as usize + 1);
+            let deeper = if depth > MAX_INDENT { format!("({depth}) ") } else { String::new() };
+            format!("{indent}{deeper}{id:<24} {phase:<10} attempts {attempts} wave {wave}")
         })
         .collect()
 }

@@ -128,3 +128,20 @@ command = "true"
     s.orch(&["run", "--sim", &s.write("sim.toml", "[[task]]\nid = \"s\"\nsim = { stdout = \"hi\" }\n")]).code(0);
     s.orch(&["output", "latest", "s"]).code(2).stderr_has("a simulated run stores no outputs");
 }
+
+/// A delegation chain deeper than any call stack: `show` walks the tree without
+/// recursion (a release build overflowed its stack at 100,000 levels), and its
+/// indentation stops growing (50,000 levels used to print 2.5 GB of spaces).
+#[test]
+fn show_prints_a_chain_50000_deep() {
+    let s = Scratch::new();
+    let mut tasks: Vec<String> = vec![r#"{"id":"t0"}"#.into()];
+    tasks.extend((1..49_999).map(|i| format!(r#"{{"id":"t{i}","parent":"t{}"}}"#, i - 1)));
+    tasks.push(r#"{"id":"t49999","parent":"t49998","command":"true"}"#.into());
+    let spec = s.write("deep.json", &format!(r#"{{"task":[{}]}}"#, tasks.join(",")));
+    s.orch(&["run", "--sim", &spec]).code(0);
+    let out = s.orch(&["show", "latest"]);
+    out.code(0);
+    let last = out.stdout.lines().find(|l| l.contains("t49999 ")).expect("the deepest task is shown");
+    assert!(last.starts_with(&format!("{}(49999) t49999", "  ".repeat(33))), "{last}");
+}
