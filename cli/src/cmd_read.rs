@@ -42,7 +42,8 @@ pub fn replay(cli: &Cli, a: &ReplayArgs) -> Result<ExitCode, Failure> {
                 records.len().saturating_sub(1)
             )));
         };
-        let state = State::fold(upto).map_err(|e| Failure::Mismatch(format!("seq {at}: {e}")))?;
+        // A record that cannot be applied makes the log illegal: bad input, as in `show`.
+        let state = State::fold(upto).map_err(|e| Failure::Input(format!("seq {at}: {e}")))?;
         let snap = snapshot(&state, at);
         if a.json {
             line(to_json(&snap)?)?;
@@ -57,7 +58,12 @@ pub fn replay(cli: &Cli, a: &ReplayArgs) -> Result<ExitCode, Failure> {
         Some((digest, graph)) => redecide_compiled(&records, digest, graph),
         None => redecide(&records),
     };
-    let replayed = replayed.map_err(|e| Failure::Mismatch(e.to_string()))?;
+    // Exit 1 is for a log that re-decides otherwise (a golden an older orch recorded,
+    // non-determinism); a log that cannot be applied at all is bad input (exit 2).
+    let replayed = replayed.map_err(|e| match e {
+        orch_replay::redecide::Error::Divergence(_) => Failure::Mismatch(e.to_string()),
+        _ => Failure::Input(e.to_string()),
+    })?;
     // The graph the re-decided fold compiled: the spec is parsed and compiled once.
     let summary = Summary::of_state(&replayed.state, &records);
     if a.json {
@@ -160,9 +166,13 @@ pub fn ls(cli: &Cli, a: &JsonFlag) -> Result<ExitCode, Failure> {
     for id in store.list_runs()? {
         let log = store.log_dir(&id);
         let live = matches!(lock_state(&log)?, LockState::Held { .. });
-        let (outcome, duration_ms, tasks) = match read_records(&log) {
-            Ok(records) => {
-                let s = Summary::of(&records);
+        // A log that cannot be folded is as unreadable as one that cannot be read.
+        let folded = read_records(&log).map_err(|e| e.to_string()).and_then(|records| {
+            let state = State::fold(&records).map_err(|e| e.to_string())?;
+            Ok(Summary::of_state(&state, &records))
+        });
+        let (outcome, duration_ms, tasks) = match folded {
+            Ok(s) => {
                 let outcome = match (s.outcome, live) {
                     (Some(o), _) => o.name().to_string(),
                     (None, true) => "running".to_string(),
@@ -173,7 +183,7 @@ pub fn ls(cli: &Cli, a: &JsonFlag) -> Result<ExitCode, Failure> {
             // The error goes to stderr (and `error` in JSON): inline, it broke the table.
             Err(e) => {
                 crate::output::note(format!("orch: {id}: {e}"));
-                errors.insert(id.clone(), e.to_string());
+                errors.insert(id.clone(), e);
                 ("unreadable".to_string(), 0, 0)
             }
         };

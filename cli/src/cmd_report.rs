@@ -5,8 +5,9 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use orch_engine::journal::{read_compiling, read_records};
+use orch_engine::journal::{read_compiling, read_records, Loaded};
 use orch_engine::runtime::Store;
+use orch_engine::state::State;
 use orch_replay::{export, report, timeline::Timeline};
 
 use crate::args::{Cli, ExportArgs, ExportFormat, ReportArgs};
@@ -22,7 +23,7 @@ pub fn report(cli: &Cli, a: &ReportArgs) -> Result<ExitCode, Failure> {
             run.log.display()
         )));
     }
-    let html = report::render_state(&loaded.fold_prefix(), records);
+    let html = report::render_state(&fold(&loaded, &run.log)?, records);
     write_whole(&a.output, html.as_bytes())?;
     crate::output::note(format!(
         "orch: wrote {} ({} bytes, {} records)",
@@ -40,7 +41,7 @@ pub fn export(cli: &Cli, a: &ExportArgs) -> Result<ExitCode, Failure> {
         ExportFormat::ChromeTrace => {
             let loaded = read_compiling(&run.log)?;
             let records = &loaded.records;
-            let trace = export::chrome_trace(records, &Timeline::of_state(&loaded.fold_prefix(), records));
+            let trace = export::chrome_trace(records, &Timeline::of_state(&fold(&loaded, &run.log)?, records));
             serde_json::to_writer(&mut bytes, &trace).map_err(|e| Failure::Other(e.to_string()))?;
             bytes.push(b'\n');
         }
@@ -56,6 +57,12 @@ pub fn export(cli: &Cli, a: &ExportArgs) -> Result<ExitCode, Failure> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The run's state, from all of its records: a record that cannot be applied makes the
+/// log illegal, and a report of what could be folded would contradict itself.
+fn fold(loaded: &Loaded, log: &Path) -> Result<State, Failure> {
+    loaded.fold().map_err(|e| Failure::Input(format!("{}: {e}", log.display())))
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename,

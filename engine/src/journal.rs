@@ -133,32 +133,17 @@ pub fn read_compiling(dir: &Path) -> Result<Loaded, ReadError> {
 
 impl Loaded {
     /// Folds every record, as `State::fold(&self.records)` would (the same state, the same
-    /// first error), taking the graph compiled meanwhile for the run-started record.
-    pub fn fold(&self) -> Result<State, ApplyError> {
-        let (mut state, rest) = match self.started() {
-            Some(started) => (started?, &self.records[1..]),
-            None => (State::new(), &self.records[..]),
+    /// first error, with its seq), taking the graph compiled meanwhile for the run-started
+    /// record.
+    pub fn fold(&self) -> Result<State, FoldError> {
+        let (mut state, from) = match self.started() {
+            Some(started) => (started.map_err(|source| FoldError::Apply { seq: 0, source })?, 1),
+            None => (State::new(), 0),
         };
-        for r in rest {
-            state.apply(r)?;
+        for (seq, r) in self.records.iter().enumerate().skip(from) {
+            state.apply(r).map_err(|source| FoldError::Apply { seq: seq as u64, source })?;
         }
         Ok(state)
-    }
-
-    /// Folds the records as far as they apply: the state a reader of a live or damaged
-    /// log takes its graph from.
-    pub fn fold_prefix(&self) -> State {
-        let (mut state, rest) = match self.started() {
-            Some(Ok(state)) => (state, &self.records[1..]),
-            Some(Err(_)) => return State::new(),
-            None => (State::new(), &self.records[..]),
-        };
-        for r in rest {
-            if state.apply(r).is_err() {
-                break;
-            }
-        }
-        state
     }
 
     /// The state after the run-started record, from the graph compiled meanwhile; None
@@ -355,7 +340,6 @@ mod tests {
         assert!(loaded.compiled.is_some(), "the spec compiled on the second thread");
         let whole = format!("{:?}", State::fold(&records).expect("fold"));
         assert_eq!(format!("{:?}", loaded.fold().expect("fold")), whole);
-        assert_eq!(format!("{:?}", loaded.fold_prefix()), whole);
     }
 
     #[test]
@@ -370,10 +354,9 @@ mod tests {
         let mut broken = records.clone();
         broken.remove(3);
         let loaded = Loaded { records: broken.clone(), compiled: read_compiling(tmp.path()).expect("read").compiled };
-        assert_eq!(loaded.fold().expect_err("a record is missing"), State::fold(&broken).expect_err("same"));
-        let mut prefix = State::new();
-        let applied = broken.iter().take_while(|r| prefix.apply(r).is_ok()).count();
-        assert_eq!(loaded.fold_prefix().records_applied(), applied as u64);
-        assert_eq!(applied, 3);
+        match loaded.fold() {
+            Err(FoldError::Apply { seq: 3, source }) => assert_eq!(source, State::fold(&broken).expect_err("same")),
+            other => panic!("expected an apply error at seq 3, got {other:?}"),
+        }
     }
 }

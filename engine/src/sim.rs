@@ -151,7 +151,8 @@ impl World for SimWorld {
                 // A child's `orch task create` returns before it can exit: its exit comes
                 // after its last submission, however short its scripted duration.
                 let creating = if *attempt == 1 { behaviour.creates.len() as u64 } else { 0 };
-                let duration_ms = behaviour.duration_ms.max(creating * behaviour.create_every_ms + 1);
+                let duration_ms =
+                    behaviour.duration_ms.max(creating.saturating_mul(behaviour.create_every_ms).saturating_add(1));
                 let status = match behaviour.outcome(*attempt) {
                     SimOutcome::Succeed => Some(ExitStatus::Code(0)),
                     SimOutcome::Fail(code) => Some(ExitStatus::Code(code)),
@@ -160,7 +161,8 @@ impl World for SimWorld {
                 let key = status.map(|status| {
                     let due =
                         Due::Exit { slot, task: task.clone(), attempt: *attempt, status, started_ms: now, output };
-                    self.push(now + duration_ms, due)
+                    // The virtual clock saturates: an exit past its end comes at its end.
+                    self.push(now.saturating_add(duration_ms), due)
                 });
                 if *attempt == 1 {
                     // The first attempt submits its sub-tasks while it runs; a retry would
@@ -168,7 +170,7 @@ impl World for SimWorld {
                     for (i, child) in behaviour.creates.iter().enumerate() {
                         let mut child = child.clone();
                         child.parent.get_or_insert_with(|| task.clone());
-                        let at = now + (i as u64 + 1) * behaviour.create_every_ms;
+                        let at = now.saturating_add((i as u64 + 1).saturating_mul(behaviour.create_every_ms));
                         self.push(at, Due::Submit { by: task.clone(), task: Box::new(child) });
                     }
                 }

@@ -51,7 +51,8 @@ pub fn assign_slots(tl: &Timeline) -> Vec<u32> {
 pub fn chrome_trace(records: &[Record], tl: &Timeline) -> Value {
     let Some(graph) = tl.graph.as_deref() else { return json!({ "traceEvents": [] }) };
     let slots = assign_slots(tl);
-    let us = |ms: u64| ms * 1000;
+    // Saturating: a log may hold times near the end of u64.
+    let us = |ms: u64| ms.saturating_mul(1000);
     let name = graph.spec.run.name.clone().unwrap_or_else(|| "orch run".to_string());
     let mut events = vec![
         json!({"name": "process_name", "ph": "M", "pid": 1, "tid": SCHEDULER_TID, "args": {"name": name}}),
@@ -69,7 +70,7 @@ pub fn chrome_trace(records: &[Record], tl: &Timeline) -> Value {
         let end = a.end_or(tl.now_ms);
         events.push(json!({
             "name": graph.id(a.task), "cat": "attempt", "ph": "X", "pid": 1, "tid": slots[i],
-            "ts": us(a.start_ms), "dur": us(end - a.start_ms),
+            "ts": us(a.start_ms), "dur": us(end.saturating_sub(a.start_ms)),
             "args": {"task": graph.id(a.task), "attempt": a.attempt, "outcome": a.outcome(),
                      "output_bytes": a.output_bytes, "dispatch_seq": a.dispatch_seq, "end_seq": a.end_seq},
         }));

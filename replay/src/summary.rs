@@ -82,7 +82,8 @@ impl Summary {
                 Event::AttemptDispatched(_) => s.attempts += 1,
                 Event::RetryScheduled(_) => s.retries += 1,
                 Event::AttemptKillRequested(k) if k.reason == KillReason::Timeout => s.timeouts += 1,
-                Event::AttemptExited(e) => s.attempt_ms += e.duration_ms,
+                // Saturating: durations come from the log, which may hold anything.
+                Event::AttemptExited(e) => s.attempt_ms = s.attempt_ms.saturating_add(e.duration_ms),
                 Event::TaskFinished(f) => *s.states.entry(f.state.name()).or_default() += 1,
                 Event::HookAnswered(h) if h.parent.is_none() => {
                     let verdict = if h.verdict == Verdict::Accept { "accepted" } else { "rejected" };
@@ -103,7 +104,7 @@ impl Summary {
 
     /// Speedup vs serial, in hundredths (sum of attempt durations / wall time).
     pub fn speedup_centi(&self) -> Option<u64> {
-        (self.wall_ms > 0).then(|| self.attempt_ms * 100 / self.wall_ms)
+        (self.wall_ms > 0).then(|| (u128::from(self.attempt_ms) * 100 / u128::from(self.wall_ms)) as u64)
     }
 
     /// Human-readable lines.

@@ -182,3 +182,41 @@ fn jsonl_is_the_log_rendering() {
         assert_eq!(serde_json::from_str::<Value>(line).unwrap(), r.to_json(seq as u64));
     }
 }
+
+/// Durations and times at the end of u64 (a spec may ask for them; a log may hold
+/// them): the simulator's clock, the summary's totals and the trace's microseconds
+/// saturate rather than wrap (a wrapped exit came at once) or panic (debug builds).
+#[test]
+fn times_at_the_end_of_u64_saturate_in_the_simulator_summary_and_trace() {
+    let text = r#"{"task":[
+        {"id":"a","sim":{"duration_ms":5}},
+        {"id":"b","after":["a"],"sim":{"duration_ms":18446744073709551615}},
+        {"id":"c","sim":{"duration_ms":18446744073709551615}},
+        {"id":"p","sim":{"create_every_ms":9223372036854775807,"creates":[{"id":"k1"},{"id":"k2"}]}}
+    ]}"#;
+    let spec = spec::parse(text, "max.json", spec::Format::Json).expect("valid");
+    let mut records = Vec::new();
+    orch_engine::sim::simulate(spec, 0, |rs: &[Record]| {
+        records.extend_from_slice(rs);
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .expect("simulates");
+    let exit_of = |task: &str| {
+        records
+            .iter()
+            .find_map(|r| match &r.event {
+                Event::AttemptExited(e) if e.task == task => Some(r.time_ms),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{task} exited"))
+    };
+    assert_eq!(exit_of("b"), u64::MAX, "b ends at the clock's end, not at once");
+    // Both of p's children are submitted, the second at the clock's end.
+    let submitted = records.iter().filter(|r| matches!(&r.event, Event::TaskSubmitted(_))).count();
+    assert_eq!(submitted, 2);
+    let summary = orch_replay::Summary::of(&records);
+    assert_eq!(summary.attempt_ms, u64::MAX);
+    let trace = export::chrome_trace(&records, &Timeline::of(&records));
+    let ts: Vec<u64> = trace["traceEvents"].as_array().unwrap().iter().filter_map(|e| e["ts"].as_u64()).collect();
+    assert!(ts.contains(&u64::MAX), "a start past the end of the µs clock saturates");
+}

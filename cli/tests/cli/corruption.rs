@@ -77,3 +77,44 @@ fn a_refused_resume_leaves_the_log_as_it_was() {
     s.orch(&["resume", elsewhere.to_str().unwrap()]).code(2).stderr_has("not an orch log");
     assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0, "nothing made in it");
 }
+
+/// A log whose checksums are right but whose records cannot all be applied (here the
+/// first exit names a task the run does not have) is bad input for every command that folds it: exit 2 naming the
+/// seq. `report` and `export` used to render what could be folded (a report that
+/// contradicted itself) and exit 0; `replay` said 1, as for a log that re-decides
+/// otherwise; `ls` listed the run as failed.
+#[test]
+fn a_well_framed_log_that_cannot_be_applied_is_bad_input_everywhere() {
+    use orch_engine::journal::{read_records, Journal};
+    use orch_engine::record::Event;
+    let s = Scratch::new();
+    s.orch(&["run", &example("retries.toml"), "--sim"]).code(1);
+    let id = s.run_ids().remove(0);
+    let log = s.segment(&id).parent().unwrap().to_path_buf();
+    let mut records = read_records(&log).unwrap();
+    let exit = records.iter().position(|r| matches!(r.event, Event::AttemptExited(_))).unwrap();
+    if let Event::AttemptExited(e) = &mut records[exit].event {
+        e.task = "nobody".into();
+    }
+    std::fs::remove_dir_all(&log).unwrap();
+    let mut journal = Journal::create(&log, orch_log_format::Options::default()).unwrap();
+    journal.append(&records).unwrap();
+    journal.close().unwrap();
+    s.orch(&["verify", &id]).code(0);
+
+    let report = s.path().join("r.html");
+    for args in [
+        vec!["replay", &id],
+        vec!["show", &id],
+        vec!["report", &id, "-o", report.to_str().unwrap()],
+        vec!["export", &id, "--format", "chrome-trace"],
+    ] {
+        s.orch(&args).code(2).stderr_has(&format!("seq {exit}"));
+    }
+    assert!(!report.exists(), "no report of an illegal log");
+    let ls = s.orch(&["ls", "--json"]);
+    let v: Value = serde_json::from_str(ls.code(0).stdout.trim()).unwrap();
+    assert_eq!(v[0]["outcome"], "unreadable");
+    // Not one for the scratch directory's check that every run replays.
+    std::fs::remove_dir_all(log.parent().unwrap()).unwrap();
+}
