@@ -117,13 +117,17 @@ impl Event {
 
 // ---- inputs ---------------------------------------------------------------------
 
+/// What ran a run's tasks: simulated children (`--sim`), real processes, or async
+/// closures in the caller's process (`inproc`).
+pub const EXECUTORS: [&str; 3] = ["sim", "process", "in_process"];
+
 /// The run began. Carries the effective spec (defaults resolved, CLI overrides applied)
 /// as canonical JSON, so the log alone is enough to replay the run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunStarted {
     pub spec: String,
     pub spec_digest: Digest,
-    /// `sim` or `process`.
+    /// One of `EXECUTORS`.
     pub executor: String,
 }
 

@@ -28,6 +28,9 @@ impl State {
         if self.graph.is_none() && !matches!(record.event, Event::RunStarted(_)) {
             return Err(ApplyError::NotStarted { kind: record.event.name() });
         }
+        if let Event::RunStarted(r) = &record.event {
+            started_as_written(record.time_ms, &r.executor)?;
+        }
         self.apply_event(&record.event)?;
         self.applied += 1;
         Ok(())
@@ -70,9 +73,13 @@ impl State {
             }
             Event::AttemptStarted(a) => {
                 let t = self.lookup(&a.task)?;
-                let running =
-                    matches!(self.tasks[t as usize].phase, Phase::Running { attempt, .. } if attempt == a.attempt);
-                check(running, "attempt_started for an attempt that is not running")
+                let task = &mut self.tasks[t as usize];
+                let running = matches!(task.phase, Phase::Running { attempt, .. } if attempt == a.attempt);
+                check(running, "attempt_started for an attempt that is not running")?;
+                // One process per attempt: a second record would name another pid for it.
+                check(!task.started, "a second attempt_started for the same attempt")?;
+                task.started = true;
+                Ok(())
             }
             Event::TimerFired(f) => self.timer_fired(&f.timer),
             Event::CancelRequested(c) => match &c.task {
@@ -104,6 +111,7 @@ impl State {
                 self.transition(t, TaskEvent::Dispatched { attempt: d.attempt })?;
                 self.ready.remove(&self.ready_key(t));
                 self.tasks[t as usize].attempts = d.attempt;
+                self.tasks[t as usize].started = false;
                 self.count_running(t, true);
                 // A note belongs to the attempt its cancel was killing (one lost to an
                 // engine crash is retried: the new attempt was not cancelled).
@@ -240,6 +248,7 @@ impl State {
         if Digest::of(r.spec.as_bytes()) != r.spec_digest {
             return Err(ApplyError::BadSpec("spec digest does not match the spec".into()));
         }
+        started_as_written(record.time_ms, &r.executor)?;
         self.now_ms = record.time_ms;
         self.init(graph, &r.executor);
         self.applied += 1;
@@ -257,6 +266,7 @@ impl State {
                 last_status: None,
                 lost: 0,
                 released: false,
+                started: false,
                 mark: None,
             })
             .collect();
@@ -413,4 +423,12 @@ fn check(ok: bool, what: &str) -> Result<(), ApplyError> {
     } else {
         Err(ApplyError::Inconsistent(what.to_string()))
     }
+}
+
+/// What every engine writes into a run-started record: time 0 (a run starts its own
+/// clock), and one of the executors there are. A resumed run could otherwise be told it
+/// runs processes by a log of a simulation.
+fn started_as_written(time_ms: u64, executor: &str) -> Result<(), ApplyError> {
+    check(time_ms == 0, "run_started at a time other than 0")?;
+    check(crate::record::EXECUTORS.contains(&executor), "run_started names an executor there is none of")
 }

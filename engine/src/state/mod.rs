@@ -63,6 +63,8 @@ pub struct TaskState {
     /// The running attempt said `delegated`: it no longer holds a slot under the caps,
     /// and its children may start while it still runs.
     pub released: bool,
+    /// The running attempt's process is recorded (`attempt_started`, once per attempt).
+    pub started: bool,
     /// A label set with `orch task update` (working, reviewing, reviewed, stuck).
     pub mark: Option<UpdateStatus>,
 }

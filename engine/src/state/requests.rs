@@ -152,7 +152,8 @@ impl State {
 
     pub(super) fn hook_answered(&mut self, h: &HookAnswered) -> Result<(), ApplyError> {
         let Some(parent) = &h.parent else {
-            if self.finalize != Finalize::Requested || !matches!(h.verdict, Verdict::Accept | Verdict::Reject) {
+            let finalize_answer = matches!(h.verdict, Verdict::Accept | Verdict::Reject) && h.child.is_none();
+            if self.finalize != Finalize::Requested || !finalize_answer {
                 return Err(ApplyError::Inconsistent("a finalize answer that no request called for".into()));
             }
             self.finalize = Finalize::Answered { verdict: h.verdict, reason: h.reason.clone() };

@@ -77,6 +77,7 @@ impl State {
             last_status: None,
             lost: 0,
             released: false,
+            started: false,
             mark: None,
         });
         if placed.ranks_moved {
