@@ -100,7 +100,8 @@ pub struct TaskCreateArgs {
     /// An environment variable for the task, `KEY=VALUE` (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
-    /// The task's working directory.
+    /// The task's working directory; a relative one is taken from the directory this
+    /// command runs in (the engine's would be another).
     #[arg(long)]
     pub cwd: Option<String>,
     /// Print the answer as JSON.

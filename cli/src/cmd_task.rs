@@ -128,7 +128,7 @@ fn create(cli: &Cli, a: &TaskCreateArgs) -> Result<ExitCode, Failure> {
         more: Some(Box::new(TaskMore {
             title: a.title.clone(),
             env,
-            cwd: a.cwd.clone(),
+            cwd: a.cwd.as_deref().map(absolute).transpose()?,
             timeout_ms: a.timeout_ms,
             retry: RetryPolicy { max_attempts: a.max_attempts.unwrap_or(1), ..RetryPolicy::default() },
             ..TaskMore::default()
@@ -247,4 +247,12 @@ fn print_value(value: &serde_json::Value) -> Result<(), Failure> {
         }
         other => line(other.to_string()),
     }
+}
+
+/// `dir` from the caller's working directory: the engine resolves a relative path from
+/// its own, which is seldom where the caller (often a task in a `cwd` of its own) is.
+fn absolute(dir: &str) -> Result<String, Failure> {
+    let here =
+        std::env::current_dir().map_err(|e| Failure::Other(format!("--cwd {dir}: the current directory: {e}")))?;
+    Ok(here.join(dir).to_string_lossy().into_owned())
 }

@@ -74,3 +74,20 @@ fn a_stuck_parent_is_announced_with_how_to_settle_it() {
     assert!(stuck.ends_with("stuck     lead (held: bad failed); it waits to be settled: orch task update lead --status done|failed|cancelled --run RUN"), "{stuck}");
     assert_eq!(out.stdout.matches("stuck     lead").count(), 1, "{}", out.stdout);
 }
+
+/// A relative `--cwd` given to `orch task create` is the caller's: a task working in
+/// `sub/` that asks for `out` gets `sub/out` (the engine, started elsewhere, used to
+/// resolve it from its own directory, where `out` does not exist).
+#[test]
+fn a_relative_cwd_of_a_created_task_is_taken_from_its_creator() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.at("sub/out")).unwrap();
+    let run = s.run(
+        // (Run timeout: a child that cannot start leaves `lead` stuck for ever.)
+        "[run]\ntimeout_ms = 20000\n[[task]]\nid = \"lead\"\ncwd = \"sub\"\n\
+         command = '''orch task create kid --cwd out -- sh -c 'pwd > where' '''\n",
+    );
+    assert_eq!(run.code, 0);
+    let at = std::fs::read_to_string(s.at("sub/out/where")).expect("the child ran in sub/out");
+    assert_eq!(std::fs::canonicalize(at.trim()).unwrap(), std::fs::canonicalize(s.at("sub/out")).unwrap());
+}
