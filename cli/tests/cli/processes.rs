@@ -48,8 +48,9 @@ timeout_ms = 300
 }
 
 /// A killed attempt's shell that exits on SIGTERM at once, leaving a grandchild that
-/// ignores it: the grandchild, in the attempt's group, must still get SIGKILL.
-const TERM_SURVIVOR: &str = r#"["sh", "-c", "(trap '' TERM; exec sleep 30) & echo $! > survivor.tmp && mv survivor.tmp survivor.pid; trap 'exit 0' TERM; wait"]"#;
+/// ignores it: the grandchild, in the attempt's group, must still get SIGKILL. (Its trap
+/// is set first, and the timeout is long enough for the rest to be in place before it.)
+const TERM_SURVIVOR: &str = r#"["sh", "-c", "trap 'exit 0' TERM; (trap '' TERM; exec sleep 30) & echo $! > survivor.tmp && mv survivor.tmp survivor.pid; wait"]"#;
 
 #[test]
 fn what_is_left_of_a_killed_group_gets_sigkill_when_the_grace_period_is_over() {
@@ -64,7 +65,7 @@ fn what_is_left_of_a_killed_group_gets_sigkill_when_the_grace_period_is_over() {
 [[task]]
 id = "gc"
 command = {TERM_SURVIVOR}
-timeout_ms = 200
+timeout_ms = 1000
 
 [[task]]
 id = "watch"
@@ -83,9 +84,9 @@ command = ["sh", "-c", "for i in $(seq 400); do if [ -f survivor.pid ]; then p=$
 fn what_is_left_of_a_killed_group_gets_sigkill_when_the_run_ends_first() {
     let s = Scratch::new();
     let spec =
-        s.write("survivor.toml", &format!("[[task]]\nid = \"gc\"\ncommand = {TERM_SURVIVOR}\ntimeout_ms = 200\n"));
-    // The run is over long before its 30 s grace period: orch SIGKILLs the group as it goes.
-    s.orch(&["run", &spec, "--kill-grace-ms", "30000", "--json"]).code(1);
+        s.write("survivor.toml", &format!("[[task]]\nid = \"gc\"\ncommand = {TERM_SURVIVOR}\ntimeout_ms = 1000\n"));
+    // The run is over before the grace period: orch waits it out, then SIGKILLs the group.
+    s.orch(&["run", &spec, "--kill-grace-ms", "500", "--json"]).code(1);
     let pid: u32 = std::fs::read_to_string(s.path().join("survivor.pid")).unwrap().trim().parse().unwrap();
     poll("the survivor to die", Duration::from_secs(5), || process_gone(pid).then_some(()));
 }
@@ -297,24 +298,27 @@ fn a_run_resumed_after_its_deadline_times_out_at_once() {
     assert_eq!((kind(last), last["outcome"].as_str()), ("run_finished", Some("timed_out")));
 }
 
-/// An output over the size stored in the reaping call (1 MiB) is streamed into the store
-/// on another thread: the same digest, size and bytes as a small one would get.
+/// An output over 1 MiB is hashed a piece at a time and its file becomes the blob (no
+/// copy); while a grandchild of the attempt lives on (and could still write), exactly the
+/// bytes written by the exit are copied instead, and orch waits for that copy before it
+/// exits. Either way: the recorded digest and size, and a blob of those very bytes.
 #[test]
 fn a_large_output_is_stored_whole_under_its_digest() {
     let s = Scratch::new();
     let spec = s.write(
         "large.toml",
-        "[[task]]\nid = \"big\"\ncommand = \"seq 1 600000\"\n\n[[task]]\nid = \"small\"\ncommand = \"seq 1 3\"\n",
+        "[[task]]\nid = \"big\"\ncommand = \"seq 1 600000\"\n\n\
+         [[task]]\nid = \"left\"\ncommand = \"seq 2 600001; (sleep 0.5; echo late) &\"\n\n\
+         [[task]]\nid = \"small\"\ncommand = \"seq 1 3\"\n",
     );
-    s.orch(&["run", &spec]).code(0);
-    let expected: String = (1..=600_000).map(|i| format!("{i}\n")).collect();
-    assert!(expected.len() > 1 << 20);
+    s.orch(&["run", &spec, "-j", "3"]).code(0);
+    let lines = |from: u32, to: u32| -> String { (from..=to).map(|i| format!("{i}\n")).collect() };
     let records = s.records("latest");
-    for (task, text) in [("big", expected), ("small", "1\n2\n3\n".to_string())] {
+    for (task, text) in [("big", lines(1, 600_000)), ("left", lines(2, 600_001)), ("small", lines(1, 3))] {
         let exited = records.iter().find(|r| kind(r) == "attempt_exited" && r["task"] == task).expect("exited");
-        assert_eq!(u(&exited["output_bytes"]), text.len() as u64);
+        assert_eq!(u(&exited["output_bytes"]), text.len() as u64, "{task}");
         let digest = exited["output"].as_str().unwrap();
-        assert_eq!(digest, orch_engine::record::Digest::of(text.as_bytes()).hex());
+        assert_eq!(digest, orch_engine::record::Digest::of(text.as_bytes()).hex(), "{task}");
         let blob = std::fs::read_to_string(s.path().join(".orch/blobs").join(digest)).expect("the blob");
         assert!(blob == text, "{task}: the stored output differs");
     }

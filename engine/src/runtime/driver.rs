@@ -6,7 +6,7 @@
 //! while the loop waits for the next input (`block_on` in `next_input`), so the engine
 //! itself stays single-threaded and every input is handled in the order it arrived.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use nix::sys::signal::Signal;
 use orch_log_format::Options;
 use tokio::sync::mpsc;
 
+use super::groups::Groups;
 use super::process::{self, ChildEnv, Exit};
 use super::store::Store;
 use super::{control, hooks};
@@ -68,11 +69,6 @@ pub(super) enum Incoming {
         task: String,
         attempt: u32,
         exit: Exit,
-    },
-    /// The attempt's child is reaped; its exit follows once its (large) output is stored.
-    Reaped {
-        task: String,
-        attempt: u32,
     },
     Timer(TimerKey),
     /// The grace period after SIGTERM of an attempt is over.
@@ -153,14 +149,7 @@ pub(super) struct ProcessWorld {
     pub(super) tx: mpsc::UnboundedSender<Incoming>,
     rx: mpsc::UnboundedReceiver<Incoming>,
     start: Instant,
-    /// Process groups of the attempts whose child is not reaped yet.
-    groups: BTreeMap<(String, u32), i32>,
-    /// Attempts sent SIGTERM, until their child is reaped.
-    killing: BTreeSet<(String, u32)>,
-    /// Process groups of killed attempts whose child ended within the grace period while
-    /// others of its group lived on (a grandchild ignoring SIGTERM): SIGKILLed when the
-    /// grace period is over, or when the run ends if that comes first.
-    lingering: BTreeMap<(String, u32), i32>,
+    groups: Groups,
     kill_grace: Duration,
     interrupts: u32,
     /// Answers owed to control clients, by request number.
@@ -249,9 +238,7 @@ impl ProcessWorld {
             tx,
             rx,
             start: Instant::now().checked_sub(Duration::from_millis(elapsed_ms)).unwrap_or_else(Instant::now),
-            groups: BTreeMap::new(),
-            killing: BTreeSet::new(),
-            lingering: BTreeMap::new(),
+            groups: Groups::default(),
             kill_grace: config.kill_grace,
             interrupts: 0,
             replies: BTreeMap::new(),
@@ -259,37 +246,6 @@ impl ProcessWorld {
             hook_busy: Default::default(),
             listener,
         })
-    }
-
-    fn kill_all(&self, signal: Signal) {
-        for &pgid in self.groups.values() {
-            process::signal_group(pgid, signal);
-        }
-        self.kill_lingering();
-    }
-
-    /// SIGKILL to the groups whose leader exited while being killed, if any of them is
-    /// still there. The leader is reaped, so the group id is no longer held by it: it is
-    /// signalled only while the group still has members, which keep the id theirs (a
-    /// group emptied between the look and the signal would need its id reused within
-    /// that instant).
-    fn kill_lingering(&self) {
-        for &pgid in self.lingering.values() {
-            if process::group_alive(pgid) {
-                process::signal_group(pgid, Signal::SIGKILL);
-            }
-        }
-    }
-
-    /// The attempt's child is reaped: its group is no longer signalled as such, unless it
-    /// was being killed and others of the group live on.
-    fn reaped(&mut self, key: (String, u32)) {
-        let killed = self.killing.remove(&key);
-        if let Some(pgid) = self.groups.remove(&key) {
-            if killed && process::group_alive(pgid) {
-                self.lingering.insert(key, pgid);
-            }
-        }
     }
 }
 
@@ -307,16 +263,12 @@ impl World for ProcessWorld {
                 let lost = if graph.spec.run.lost_attempts_count { 0 } else { state.task(t).lost };
                 let number = process::AttemptNumber { counted: n.saturating_sub(lost), id: n };
                 let spec = graph.task_spec(t);
-                let started = process::spawn(spec, number, &self.env, &self.outputs, &self.blobs, move |ended| {
-                    let (task, attempt) = (id.clone(), n);
-                    let _ = tx.send(match ended {
-                        process::Ended::Reaped => Incoming::Reaped { task, attempt },
-                        process::Ended::Exit(exit) => Incoming::Exited { task, attempt, exit },
-                    });
+                let started = process::spawn(spec, number, &self.env, &self.outputs, &self.blobs, move |exit| {
+                    let _ = tx.send(Incoming::Exited { task: id, attempt: n, exit });
                 });
                 tracing::debug!(task = %task, attempt = *attempt, pid = ?started.pgid, "spawned");
                 if let (Some(pgid), Some(start_ticks)) = (started.pgid, started.start_ticks) {
-                    self.groups.insert((task.clone(), *attempt), pgid);
+                    self.groups.started((task.clone(), *attempt), pgid);
                     let pid = pgid as u32;
                     return Ok(Some(Event::AttemptStarted(AttemptStarted {
                         task: task.clone(),
@@ -325,14 +277,11 @@ impl World for ProcessWorld {
                         start_ticks,
                     })));
                 } else if let Some(pgid) = started.pgid {
-                    self.groups.insert((task.clone(), *attempt), pgid);
+                    self.groups.started((task.clone(), *attempt), pgid);
                 }
             }
             Action::Kill { task, attempt } => {
-                if let Some(&pgid) = self.groups.get(&(task.clone(), *attempt)) {
-                    tracing::debug!(task = %task, attempt = *attempt, pgid, "SIGTERM to the process group");
-                    process::signal_group(pgid, Signal::SIGTERM);
-                    self.killing.insert((task.clone(), *attempt));
+                if self.groups.terminate(&(task.clone(), *attempt), self.kill_grace) {
                     let (tx, grace) = (self.tx.clone(), self.kill_grace);
                     let (task, attempt) = (task.clone(), *attempt);
                     tokio::spawn(async move {
@@ -360,8 +309,7 @@ impl World for ProcessWorld {
     }
 
     fn finished(&mut self, _state: &State) {
-        // Nothing will SIGKILL what is left of killed attempts once orch is gone.
-        self.kill_lingering();
+        self.outputs.finish();
         // The answer to the request that ended the run is written by a task of this
         // runtime, which runs only while driven: drive it until every request read is
         // answered (late ones are told the run has finished), for a second at most.
@@ -373,6 +321,8 @@ impl World for ProcessWorld {
                 let _ = pending.reply.send(control::Response::error("the run has finished"));
             }
         }
+        // Nothing will SIGKILL what is left of killed attempts once orch is gone.
+        self.groups.finish();
     }
 
     fn next_input(&mut self, state: &State) -> Result<Option<(u64, Event)>, Self::Error> {
@@ -397,12 +347,8 @@ impl World for ProcessWorld {
             let Some(incoming) = next else { return Ok(None) };
             let now = self.start.elapsed().as_millis() as u64;
             let input = match incoming {
-                Incoming::Reaped { task, attempt } => {
-                    self.reaped((task, attempt));
-                    continue;
-                }
                 Incoming::Exited { task, attempt, exit } => {
-                    self.reaped((task.clone(), attempt));
+                    self.groups.reaped((task.clone(), attempt));
                     Event::AttemptExited(AttemptExited {
                         task,
                         attempt,
@@ -416,20 +362,7 @@ impl World for ProcessWorld {
                 Incoming::Timer(key) if state.timer_is_live(&key) => Event::TimerFired(TimerFired { timer: key }),
                 Incoming::Timer(_) => continue,
                 Incoming::GraceOver { task, attempt } => {
-                    // Still running after SIGTERM and the grace period: SIGKILL. An
-                    // attempt whose child was reaped is no longer in `groups`, so a
-                    // recycled pid is never signalled; what is left of its group, if it
-                    // was killed, is in `lingering`.
-                    let key = (task, attempt);
-                    if let Some(&pgid) = self.groups.get(&key) {
-                        tracing::info!(task = %key.0, attempt, pgid, "still running after the grace period: SIGKILL");
-                        process::signal_group(pgid, Signal::SIGKILL);
-                    } else if let Some(pgid) = self.lingering.remove(&key) {
-                        if process::group_alive(pgid) {
-                            tracing::info!(task = %key.0, attempt, pgid, "its group outlived the grace period: SIGKILL");
-                            process::signal_group(pgid, Signal::SIGKILL);
-                        }
-                    }
+                    self.groups.grace_over(&(task, attempt));
                     continue;
                 }
                 Incoming::Interrupt(why) => {
@@ -437,7 +370,7 @@ impl World for ProcessWorld {
                     tracing::info!(count = self.interrupts, "{why}");
                     if self.interrupts > 1 {
                         // A second one: stop waiting for the grace period.
-                        self.kill_all(Signal::SIGKILL);
+                        self.groups.signal_all(Signal::SIGKILL);
                         continue;
                     }
                     Event::CancelRequested(CancelRequested { task: None, reason: why.into() })

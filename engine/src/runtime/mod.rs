@@ -4,6 +4,7 @@
 
 pub mod control;
 mod driver;
+mod groups;
 mod hooks;
 mod output;
 pub mod process;

@@ -1,25 +1,41 @@
 //! An attempt's output, from the file its child wrote into to a blob of the store under
-//! its digest. Small outputs (nearly all) are stored at once, on the engine's thread, in
-//! the call that reaps the child; a large one is streamed through the hasher into the
-//! store on a blocking thread, so that a task printing gigabytes neither holds them in
-//! memory nor stalls the engine: the run's other exits, timers and requests go on.
+//! its digest, in the call that reaps the child (the exit is recorded with its digest, so
+//! it cannot be recorded before the digest is known). Small outputs (nearly all) are read
+//! whole and written to the store. A large one is streamed through blake3 a piece at a
+//! time, and its file is linked into the store as the blob — or, while something of the
+//! attempt's group could still write to it, its bytes are copied there on a thread of
+//! their own (the digest, which the log needs, is known already). The engine's thread
+//! pays the hashing, about a tenth of a second per 300 MB, and no memory for it.
 
-use std::fs::File;
-use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use nix::fcntl::AtFlags;
+use nix::libc;
+
 use crate::record::Digest;
 
-/// Outputs up to this size are read whole and stored in the call that reaps the child.
+/// Outputs up to this size are read whole into memory and written to the store.
 pub(super) const INLINE_MAX: u64 = 1 << 20;
 
-/// The piece a large output is read, hashed and copied in.
+/// The piece a large output is read and hashed (and, when it must be, copied) in.
 const CHUNK: usize = 1 << 20;
 
 /// What an output came to: a digest and a size.
 pub(super) type Stored = (Digest, u64);
+
+/// A file in `dir` with no name (`O_TMPFILE`): it can be linked into the store later.
+pub(super) fn unnamed_file(dir: &Path) -> std::io::Result<File> {
+    OpenOptions::new().read(true).write(true).mode(0o644).custom_flags(libc::O_TMPFILE).open(dir)
+}
+
+/// A name in `tmp_dir` no other writer uses (two orch processes may share a store).
+fn temporary(tmp_dir: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    tmp_dir.join(format!("part-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)))
+}
 
 /// Stores bytes under their digest, whole or not at all. A failure to store only loses
 /// the text; the digest (what the log records) is right either way.
@@ -28,48 +44,47 @@ pub(super) fn store_bytes(bytes: &[u8], blobs: &Path, tmp_dir: &Path) -> Stored 
     let dest = blobs.join(digest.hex());
     if !bytes.is_empty() && !dest.exists() {
         // Written under a temporary name and renamed: a blob is whole or absent.
-        let tmp = tmp_dir.join(format!("{}.part", digest.hex()));
-        if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, &dest).is_err() {
+        let tmp = temporary(tmp_dir);
+        if std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &dest)).is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
     }
     (digest, bytes.len() as u64)
 }
 
-/// Reads the first `size` bytes of `file` (from offset 0, not moving its offset).
-pub(super) fn read_whole(file: &File, size: u64) -> std::io::Result<Vec<u8>> {
-    let mut bytes = Vec::with_capacity(size as usize);
-    let mut buf = [0u8; 64 * 1024];
-    loop {
-        match file.read_at(&mut buf, bytes.len() as u64) {
-            Ok(0) => return Ok(bytes),
-            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+/// The first `size` bytes of `file` (from offset 0, not moving its offset); fewer only
+/// if the file is shorter.
+pub(super) fn read_exactly(file: &File, size: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = vec![0u8; size as usize];
+    let mut at = 0;
+    while at < bytes.len() {
+        match file.read_at(&mut bytes[at..], at as u64) {
+            Ok(0) => break,
+            Ok(n) => at += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
+    bytes.truncate(at);
+    Ok(bytes)
 }
 
-/// Streams the whole of `file` through blake3 and, unless the store has that blob
-/// already, into it under a temporary name then renamed. Memory stays at one piece
-/// whatever the size. Reading fails only with the disk: the bytes read so far are what
-/// the digest covers then (the log records what orch could read), and nothing is stored.
-pub(super) fn store_file(file: &File, blobs: &Path, tmp_dir: &Path) -> Stored {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let tmp: PathBuf =
-        tmp_dir.join(format!("large-{}-{}.part", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
-    let mut copy = File::create(&tmp).ok();
+/// Hashes the first `size` bytes of `file` a piece at a time: their digest and count,
+/// and whether all of them could be read (a read that fails leaves the digest of what was
+/// read: the log records what orch could read, and nothing is stored).
+pub(super) fn hash_file(file: &File, size: u64) -> (Stored, bool) {
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; CHUNK];
     let mut at = 0u64;
     let complete = loop {
-        match file.read_at(&mut buf, at) {
-            Ok(0) => break true,
+        let want = (size - at).min(CHUNK as u64) as usize;
+        if want == 0 {
+            break true;
+        }
+        match file.read_at(&mut buf[..want], at) {
+            Ok(0) => break false,
             Ok(n) => {
                 hasher.update(&buf[..n]);
-                if copy.as_mut().is_some_and(|c| c.write_all(&buf[..n]).is_err()) {
-                    copy = None; // the store is full or gone: keep hashing, store nothing
-                }
                 at += n as u64;
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -77,21 +92,39 @@ pub(super) fn store_file(file: &File, blobs: &Path, tmp_dir: &Path) -> Stored {
         }
     };
     let digest = if at == 0 { Digest::EMPTY } else { Digest(*hasher.finalize().as_bytes()) };
-    let dest = blobs.join(digest.hex());
-    let keep = complete && at > 0 && copy.is_some() && !dest.exists();
-    drop(copy);
-    if !(keep && std::fs::rename(&tmp, &dest).is_ok()) {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    (digest, at)
+    ((digest, at), complete)
 }
 
-/// Runs `work` on tokio's blocking pool when called inside a runtime (a run's driver),
-/// else at once (tests that reap without one).
-pub(super) fn off_thread(work: impl FnOnce() + Send + 'static) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => drop(handle.spawn_blocking(work)),
-        Err(_) => work(),
+/// Gives `file` (made with `O_TMPFILE`) the name `dest`: the output becomes its blob
+/// without a copy. `/proc/self/fd/N` names the open file, and following it links the
+/// file itself (the way open(2) documents for such files).
+pub(super) fn link_into(file: &File, dest: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let fd_path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    nix::unistd::linkat(None, fd_path.as_path(), None, dest, AtFlags::AT_SYMLINK_FOLLOW).is_ok()
+}
+
+/// Copies the first `size` bytes of `file` to `dest`, through a temporary name, in the
+/// kernel (`copy_file_range`: no copy through orch's memory; a reflink where the file
+/// system can).
+pub(super) fn copy_into(file: &File, size: u64, dest: &Path, tmp_dir: &Path) {
+    let tmp = temporary(tmp_dir);
+    let copied = (|| -> std::io::Result<()> {
+        let out = File::create(&tmp)?;
+        let (mut from, mut to) = (0i64, 0i64);
+        while (from as u64) < size {
+            let want = (size - from as u64).min(1 << 30) as usize;
+            match nix::fcntl::copy_file_range(file, Some(&mut from), &out, Some(&mut to), want) {
+                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        std::fs::rename(&tmp, dest)
+    })();
+    if copied.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
 }
 
@@ -99,32 +132,40 @@ pub(super) fn off_thread(work: impl FnOnce() + Send + 'static) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_file_streamed_into_the_store_has_the_digest_of_its_bytes() {
+    fn store() -> (tempfile::TempDir, PathBuf, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let (blobs, tmp) = (dir.path().join("blobs"), dir.path().join("blobs/tmp"));
         std::fs::create_dir_all(&tmp).unwrap();
-        // Over two pieces and not a multiple of one.
-        let bytes: Vec<u8> = (0..(2 * CHUNK + 12_345)).map(|i| (i % 251) as u8).collect();
-        let file = tempfile::tempfile().unwrap();
-        file.write_all_at(&bytes, 0).unwrap();
+        (dir, blobs, tmp)
+    }
 
-        let (digest, size) = store_file(&file, &blobs, &tmp);
-        assert_eq!((digest, size), (Digest::of(&bytes), bytes.len() as u64));
-        assert_eq!(std::fs::read(blobs.join(digest.hex())).unwrap(), bytes);
-        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "no temporary file left");
-        // Stored again: the blob is there already, nothing is written, nothing is left.
-        assert_eq!(store_file(&file, &blobs, &tmp), (digest, size));
-        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
-        assert_eq!(store_bytes(&bytes, &blobs, &tmp), (digest, size));
-        assert_eq!(read_whole(&file, size).unwrap(), bytes);
+    /// Over two pieces and not a multiple of one.
+    fn large() -> Vec<u8> {
+        (0..(2 * CHUNK + 12_345)).map(|i| (i % 251) as u8).collect()
     }
 
     #[test]
-    fn an_empty_file_is_the_empty_digest_and_no_blob() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = tempfile::tempfile().unwrap();
-        assert_eq!(store_file(&file, dir.path(), dir.path()), (Digest::EMPTY, 0));
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    fn a_large_output_is_linked_or_copied_under_the_digest_of_its_bytes_and_no_more() {
+        let (_dir, blobs, tmp) = store();
+        let bytes = large();
+        let size = bytes.len() as u64;
+        let file = unnamed_file(&tmp).expect("O_TMPFILE on this file system");
+        file.write_all_at(&bytes, 0).unwrap();
+        // A grandchild went on writing after the measured size: not part of the output.
+        file.write_all_at(b"later", size).unwrap();
+        let ((digest, n), complete) = hash_file(&file, size);
+        assert_eq!((digest, n, complete), (Digest::of(&bytes), size, true));
+
+        let copied = blobs.join("copied");
+        copy_into(&file, size, &copied, &tmp);
+        assert_eq!(std::fs::read(&copied).unwrap(), bytes);
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "no temporary file left");
+
+        let linked = blobs.join(digest.hex());
+        assert!(link_into(&file, &linked));
+        assert_eq!(std::fs::read(&linked).unwrap().len() as u64, size + 5, "the file itself, named");
+        assert!(!link_into(&file, &linked), "a name that exists is not replaced");
+        assert_eq!(read_exactly(&file, 10).unwrap(), bytes[..10]);
+        assert_eq!(store_bytes(&bytes[..10], &blobs, &tmp).1, 10);
     }
 }

@@ -71,12 +71,17 @@ struct Shared {
     context: OnceLock<Result<spawner::Context, String>>,
     /// `ORCH_RUN_ID=` and `ORCH_STORE=` of the run (the same for every child).
     run_vars: OnceLock<(ChildEnv, [CString; 3])>,
+    /// Large outputs being copied into the store on threads of their own.
+    copies: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 /// An output file (a type of its own: it is what goes back to the pool).
 #[derive(Debug)]
 struct Slot {
     file: File,
+    /// Made with `O_TMPFILE`: it can be given a name in the store (a large output
+    /// becomes its blob without a copy).
+    linkable: bool,
 }
 
 impl OutputFiles {
@@ -87,6 +92,7 @@ impl OutputFiles {
             free: Mutex::default(),
             context: OnceLock::new(),
             run_vars: OnceLock::new(),
+            copies: Mutex::default(),
         };
         OutputFiles { shared: Arc::new(shared) }
     }
@@ -100,13 +106,52 @@ impl OutputFiles {
         if let Some(slot) = self.shared.free.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             return Ok(slot);
         }
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let name = format!("out-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let path = self.shared.dir.join(name);
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
-        std::fs::remove_file(&path)?;
+        // A file with no name, so a crash leaves nothing behind: `O_TMPFILE` where the
+        // file system has it, else made and unlinked at once.
+        let (file, linkable) = match output::unnamed_file(&self.shared.dir) {
+            Ok(file) => (file, true),
+            Err(_) => {
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                let name = format!("out-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+                let path = self.shared.dir.join(name);
+                let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+                std::fs::remove_file(&path)?;
+                (file, false)
+            }
+        };
         let file = File::from(spawner::above_stdio(file.into())?);
-        Ok(Slot { file })
+        Ok(Slot { file, linkable })
+    }
+
+    /// Runs `copy` on a thread of its own (at once, here, if no thread can be made).
+    fn copy_later(&self, copy: impl FnOnce() + Send + 'static) {
+        let job = Arc::new(Mutex::new(Some(copy)));
+        let theirs = Arc::clone(&job);
+        let take = |job: &Mutex<Option<_>>| job.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let spawned = reaper::without_sigchld_in_new_threads(|| {
+            std::thread::Builder::new().name("orch-output".into()).spawn(move || {
+                if let Some(copy) = take(&theirs) {
+                    copy();
+                }
+            })
+        });
+        match spawned {
+            Ok(handle) => self.shared.copies.lock().unwrap_or_else(|p| p.into_inner()).push(handle),
+            Err(_) => {
+                if let Some(copy) = take(&job) {
+                    copy();
+                }
+            }
+        }
+    }
+
+    /// Waits for the outputs still being copied into the store: before orch exits, so
+    /// that every output the log names is there.
+    pub fn finish(&self) {
+        let copies = std::mem::take(&mut *self.shared.copies.lock().unwrap_or_else(|p| p.into_inner()));
+        for copy in copies {
+            let _ = copy.join();
+        }
     }
 
     fn put_back(&self, slot: Slot) {
@@ -135,66 +180,59 @@ impl OutputFiles {
         Ok(vars)
     }
 
-    /// Takes what the child wrote: a small output is read and stored now (`Collected::
-    /// Now`), a large one is left for `Storing::run` on another thread. The file goes
-    /// back for the next attempt once emptied — unless something of the child's process
-    /// group is still alive (a background grandchild could still write into it).
-    fn collect(&self, slot: Slot, blobs: &Path, pgid: i32) -> Collected {
+    /// Reads what the child wrote, stores it under its digest, and keeps the file for
+    /// the next attempt — unless something of the child's process group is still alive
+    /// (a background grandchild could still write into it), or the file became the blob.
+    /// Exactly the bytes written by the time the child was reaped are taken: a writer
+    /// left behind cannot make this call last.
+    fn collect(&self, slot: Slot, blobs: &Path, pgid: i32) -> output::Stored {
         // Asked in the call that reaped the child, while its group id is still its own.
         let group_gone = !group_alive(pgid);
         // The child's writes moved the shared file offset; seeking to the end gives the
         // size, and leaves the offset at 0 when nothing was written (the usual case:
         // one syscall, no read, no truncate).
-        let size = (&slot.file).seek(SeekFrom::End(0));
-        let storing = Storing { outputs: self.clone(), slot, blobs: blobs.to_path_buf(), group_gone };
-        match size {
+        let size = match (&slot.file).seek(SeekFrom::End(0)) {
             Ok(0) => {
-                storing.done(true);
-                Collected::Now((Digest::EMPTY, 0))
+                if group_gone {
+                    self.put_back(slot);
+                }
+                return (Digest::EMPTY, 0);
             }
-            Ok(size) if size <= output::INLINE_MAX => {
-                let stored = match output::read_whole(&storing.slot.file, size) {
-                    Ok(bytes) => output::store_bytes(&bytes, blobs, &self.shared.dir),
-                    Err(_) => (Digest::EMPTY, 0),
-                };
-                storing.done(false);
-                Collected::Now(stored)
+            Ok(size) => size,
+            Err(_) => return (Digest::EMPTY, 0),
+        };
+        let dir = &self.shared.dir;
+        let (stored, linked) = if size <= output::INLINE_MAX {
+            let stored = match output::read_exactly(&slot.file, size) {
+                Ok(bytes) => output::store_bytes(&bytes, blobs, dir),
+                Err(_) => (Digest::EMPTY, 0),
+            };
+            (stored, false)
+        } else {
+            let (stored, complete) = output::hash_file(&slot.file, size);
+            let dest = blobs.join(stored.0.hex());
+            if !complete || dest.exists() {
+                (stored, false)
+            } else if !group_gone {
+                // A writer left behind may still append: its bytes are copied, off this
+                // thread, and the file is not used again.
+                let (dir, file) = (dir.clone(), slot.file);
+                self.copy_later(move || output::copy_into(&file, size, &dest, &dir));
+                return stored;
+            } else if slot.linkable && output::link_into(&slot.file, &dest) {
+                (stored, true)
+            } else {
+                output::copy_into(&slot.file, size, &dest, dir);
+                (stored, false)
             }
-            Ok(_) => Collected::Later(storing),
-            Err(_) => Collected::Now((Digest::EMPTY, 0)),
+        };
+        // Emptied for the next attempt only when it can have one (truncating a large file
+        // that is dropped anyway would cost as much as writing it).
+        let reusable = group_gone && !linked;
+        if reusable && slot.file.set_len(0).is_ok() && (&slot.file).seek(SeekFrom::Start(0)).is_ok() {
+            self.put_back(slot);
         }
-    }
-}
-
-/// What `collect` came to.
-enum Collected {
-    Now(output::Stored),
-    Later(Storing),
-}
-
-/// An output being stored, and its file to give back.
-struct Storing {
-    outputs: OutputFiles,
-    slot: Slot,
-    blobs: PathBuf,
-    group_gone: bool,
-}
-
-impl Storing {
-    /// Streams a large output into the store (see `output::store_file`).
-    fn run(self) -> output::Stored {
-        let stored = output::store_file(&self.slot.file, &self.blobs, &self.outputs.shared.dir);
-        self.done(false);
         stored
-    }
-
-    /// Gives the file back, emptied, for the next attempt.
-    fn done(self, empty: bool) {
-        let Storing { outputs, slot, group_gone, .. } = self;
-        let reset = empty || (slot.file.set_len(0).is_ok() && (&slot.file).seek(SeekFrom::Start(0)).is_ok());
-        if group_gone && reset {
-            outputs.put_back(slot);
-        }
     }
 }
 
@@ -208,37 +246,21 @@ pub struct AttemptNumber {
     pub id: u32,
 }
 
-/// How the end of an attempt reaches its driver.
-#[derive(Debug)]
-pub enum Ended {
-    /// The child is reaped — its process group id may be another's from now on — and
-    /// its output, a large one, is being stored on another thread: `Exit` follows.
-    Reaped,
-    /// The child has ended and its output is stored.
-    Exit(Exit),
-}
-
-/// Starts one attempt of `task` and returns its process group; `on_end` receives the
-/// exit once the child has ended and its output is stored: in the `reaper::reap_ready`
-/// call that finds it exited, or — for a large output — from the thread that stored it,
-/// after an `Ended::Reaped` in that call.
+/// Starts one attempt of `task` and returns its process group; `on_exit` receives the
+/// exit once the child has ended and its output is stored (in the `reaper::reap_ready`
+/// call that finds it exited).
 pub fn spawn(
     task: &TaskSpec,
     attempt: AttemptNumber,
     env: &ChildEnv,
     outputs: &OutputFiles,
     blobs: &Path,
-    mut on_end: impl FnMut(Ended) + Send + 'static,
+    on_exit: impl FnOnce(Exit) + Send + 'static,
 ) -> Started {
     let started = Instant::now();
     let Some(argv) = argv_of(task.command.as_ref()) else {
         // A task with no command (simulation-only) succeeds at once in a real run.
-        on_end(Ended::Exit(Exit {
-            status: ExitStatus::Code(0),
-            output: Digest::EMPTY,
-            output_bytes: 0,
-            duration_ms: 0,
-        }));
+        on_exit(Exit { status: ExitStatus::Code(0), output: Digest::EMPTY, output_bytes: 0, duration_ms: 0 });
         return Started { pgid: None, start_ticks: None };
     };
     let blobs = blobs.to_path_buf();
@@ -249,15 +271,9 @@ pub fn spawn(
                 pid,
                 Box::new(move |status| {
                     let duration_ms = started.elapsed().as_millis() as u64;
+                    let (output, output_bytes) = outputs.collect(slot, &blobs, pid);
                     let status = status.unwrap_or(ExitStatus::Code(SPAWN_FAILED_CODE));
-                    let exit = move |(output, output_bytes)| Exit { status, output, output_bytes, duration_ms };
-                    match outputs.collect(slot, &blobs, pid) {
-                        Collected::Now(stored) => on_end(Ended::Exit(exit(stored))),
-                        Collected::Later(storing) => {
-                            on_end(Ended::Reaped);
-                            output::off_thread(move || on_end(Ended::Exit(exit(storing.run()))));
-                        }
-                    }
+                    on_exit(Exit { status, output, output_bytes, duration_ms });
                 }),
             );
             Started { pgid: Some(pid), start_ticks }
@@ -266,12 +282,7 @@ pub fn spawn(
             let message = format!("orch: cannot start {:?}: {e}\n", argv[0]);
             let (output, output_bytes) = output::store_bytes(message.as_bytes(), &blobs, &outputs.shared.dir);
             let duration_ms = started.elapsed().as_millis() as u64;
-            on_end(Ended::Exit(Exit {
-                status: ExitStatus::Code(SPAWN_FAILED_CODE),
-                output,
-                output_bytes,
-                duration_ms,
-            }));
+            on_exit(Exit { status: ExitStatus::Code(SPAWN_FAILED_CODE), output, output_bytes, duration_ms });
             Started { pgid: None, start_ticks: None }
         }
     }
@@ -323,16 +334,42 @@ fn start(
 }
 
 /// A process's start time in clock ticks since boot (`/proc/PID/stat`, field 22), or
-/// `None` if it is gone. The command name (field 2) may hold spaces and parentheses, so
-/// fields are counted after its closing parenthesis.
+/// `None` if it is gone.
 pub fn start_ticks(pid: u32) -> Option<u64> {
+    stat_fields(pid, |mut fields| fields.nth(19)?.parse().ok())
+}
+
+/// A process's group and start time (`/proc/PID/stat` fields 5 and 22), or `None` if
+/// it is gone.
+pub fn group_and_start(pid: u32) -> Option<(i32, u64)> {
+    stat_fields(pid, |mut fields| {
+        let pgrp = fields.nth(2)?.parse().ok()?;
+        Some((pgrp, fields.nth(16)?.parse().ok()?))
+    })
+}
+
+/// The processes of group `pgid` now, with their start times (a scan of `/proc`: only
+/// for a group whose leader is gone while others of it live on, a rare case).
+pub fn members_of(pgid: i32) -> Vec<(u32, u64)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| match group_and_start(pid) {
+            Some((group, ticks)) if group == pgid => Some((pid, ticks)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The fields of `/proc/PID/stat` after the command name, from field 3 (state) on. The
+/// name (field 2) may hold spaces and parentheses, so fields are counted after its
+/// closing parenthesis.
+fn stat_fields<T>(pid: u32, read: impl FnOnce(std::str::SplitWhitespace<'_>) -> Option<T>) -> Option<T> {
     // One read into a buffer (the line is a few hundred bytes): open, read, close.
     let mut buf = [0u8; 1024];
     let n = File::open(format!("/proc/{pid}/stat")).and_then(|mut f| f.read(&mut buf)).ok()?;
     let stat = std::str::from_utf8(&buf[..n]).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    // After the name come field 3 (state) onwards: field 22 is the 20th of those.
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    read(stat[stat.rfind(')')? + 1..].split_whitespace())
 }
 
 /// Whether any process of the group is still there (one orch may not signal counts).

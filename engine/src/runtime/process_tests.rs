@@ -34,11 +34,8 @@ impl Fixture {
     fn start(&self, task: &TaskSpec) -> (Started, mpsc::Receiver<Exit>) {
         let (tx, rx) = mpsc::channel();
         let number = AttemptNumber { counted: 1, id: 2 };
-        let started = process::spawn(task, number, &self.env, &self.outputs, &self.blobs(), move |ended| {
-            // Without a runtime a large output is stored in the reaping call: no `Reaped`.
-            if let process::Ended::Exit(exit) = ended {
-                tx.send(exit).unwrap();
-            }
+        let started = process::spawn(task, number, &self.env, &self.outputs, &self.blobs(), move |exit| {
+            tx.send(exit).unwrap();
         });
         (started, rx)
     }
