@@ -26,14 +26,18 @@ pub fn diff(cli: &Cli, a: &DiffArgs) -> Result<ExitCode, Failure> {
     })?;
     report.a = label(&left);
     report.b = label(&right);
-    if a.json {
-        line(serde_json::to_value(&report).map_err(|e| Failure::Other(e.to_string()))?)?;
+    let verdict = ExitCode::from(if report.identical { exit::OK } else { exit::FAILED });
+    let printed = if a.json {
+        serde_json::to_value(&report).map_err(|e| Failure::Other(e.to_string())).and_then(line)
     } else {
-        for l in report.render().lines() {
-            line(l)?;
-        }
+        report.render().lines().try_for_each(line)
+    };
+    match printed {
+        // A reader that stops early (`| head`, `| true`) must not turn "different" into
+        // "same": CI reads the verdict from the exit code.
+        Ok(()) | Err(Failure::BrokenPipe) => Ok(verdict),
+        Err(e) => Err(e),
     }
-    Ok(ExitCode::from(if report.identical { exit::OK } else { exit::FAILED }))
 }
 
 /// A run by its id, a log directory by its path.

@@ -84,6 +84,22 @@ fn diff_names_the_racing_siblings_and_finds_the_outcomes_equal() {
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(stdout(&out).contains("same at level outcomes"));
 
+    // A reader that stops at once (`| head`, `| true`): the verdict stays in the exit code.
+    for json in [false, true] {
+        let mut args = vec!["diff", first.as_str(), second.as_str()];
+        args.extend(json.then_some("--json"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_orch"))
+            .current_dir(dir)
+            .env_remove("ORCH_STORE")
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // closed before orch writes a byte
+        assert_eq!(child.wait().unwrap().code(), Some(1), "diff {args:?} into a closed pipe");
+    }
+
     // Exact: different bytes; a run against itself is identical at every level.
     assert_eq!(orch(dir, &["diff", &first, &second, "--exact"]).status.code(), Some(1));
     for level in ["--exact", "--outcomes", "--json"] {
