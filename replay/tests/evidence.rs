@@ -173,3 +173,20 @@ sim = { duration_ms = 10, outcomes = ["fail"] }
         assert_eq!(dispatches.iter().find(|d| d.0 == *attempt).unwrap().1, *at);
     }
 }
+
+/// A race's interleaving shows both events on each side, also when one of the two tasks
+/// never ran an attempt (a group) and finished before the other was dispatched: the
+/// window used to start at the first dispatch, leaving the group's own event out.
+#[test]
+fn a_race_with_a_group_shows_both_events() {
+    let group = "[[task]]\nid = \"g\"\n[[task]]\nid = \"c\"\nparent = \"g\"\nsim = { duration_ms = 100 }\n";
+    let a = run(&spec(&format!("{group}[[task]]\nid = \"x\"\nafter = [\"g\"]\nsim = {{ duration_ms = 10 }}\n")), 0);
+    let b = run(&spec(&format!("{group}[[task]]\nid = \"x\"\nsim = {{ duration_ms = 10 }}\n")), 0);
+    let report = orch_replay::diff(&a, &b, orch_replay::Level::Decisions);
+    let race = report.races.iter().find(|r| (r.first.as_str(), r.second.as_str()) == ("g", "x")).expect("the race");
+    for side in [&race.a, &race.b] {
+        for event in ["task_finished g", "task_finished x"] {
+            assert!(side.iter().any(|l| l.contains(event)), "{event} missing from {side:#?}");
+        }
+    }
+}

@@ -89,14 +89,17 @@ pub(super) fn count_inversions(v: &[u64]) -> u64 {
     count
 }
 
-/// The records of tasks `x` and `y` on one side, from the first record of either to the
-/// later of their `kind` events, compactly rendered (`seq time kind task#attempt`).
+/// The records of tasks `x` and `y` on one side, from the first dispatch of either (of a
+/// task that never ran an attempt, a group or one skipped: its own event) to the later
+/// of their `kind` events, compactly rendered (`seq time kind task#attempt`).
 fn interleaving(records: &dyn Records, facts: &Facts, kind: RaceKind, x: &str, y: &str) -> Vec<String> {
     let at = |task: &str| facts.at(task, kind);
-    let from = [x, y].iter().filter_map(|t| facts.dispatched(t)).min();
     let to = at(x).max(at(y));
-    let (Some(to), from) = (to, from) else { return Vec::new() };
-    let from = from.unwrap_or(to).min(to) as usize;
+    // Both events are in the window: one that came before the other's dispatch too.
+    let from =
+        [x, y].iter().filter_map(|t| facts.dispatched(t).or(at(t))).chain([at(x), at(y)].into_iter().flatten()).min();
+    let (Some(to), Some(from)) = (to, from) else { return Vec::new() };
+    let from = from.min(to) as usize;
     let to = (to as usize).min(records.count().saturating_sub(1));
     let mut lines: Vec<String> = records.naming(from, to, x, y).iter().map(|(seq, r)| compact(*seq, r)).collect();
     if lines.len() > MAX_INTERLEAVING_LINES {
