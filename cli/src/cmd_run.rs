@@ -29,10 +29,13 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode, Failure> {
     }
     let launch = Launch {
         store: Store::at(&cli.store),
-        spec_text: text,
+        spec_text: match format {
+            spec::Format::JsonTasks => format!("{{\"task\": {text}}}"),
+            _ => text,
+        },
         spec_ext: match format {
             spec::Format::Toml => "toml",
-            spec::Format::Json => "json",
+            spec::Format::Json | spec::Format::JsonTasks => "json",
         },
         max_concurrency: a.max_concurrency,
         seed: a.seed,
@@ -172,7 +175,8 @@ fn print_or_note(printed: Result<(), Failure>) {
 /// `--tasks` inline.
 fn read_spec(a: &RunArgs) -> Result<(String, String, spec::Format), Failure> {
     if let Some(tasks) = &a.tasks {
-        return Ok(("--tasks".into(), format!("{{\"task\": {tasks}}}"), spec::Format::Json));
+        // Parsed as the list it is (errors placed in it); kept in the run as a workflow.
+        return Ok(("--tasks".into(), tasks.clone(), spec::Format::JsonTasks));
     }
     let path = a.file.as_ref().expect("clap requires a file unless --tasks is given");
     if path.as_os_str() == "-" {

@@ -35,6 +35,8 @@ fn bad_specs_exit_2_naming_file_and_line() {
         s.orch(&["run", &empty, "--sim"]).code(2).stderr_has("declares no tasks");
     }
     s.orch(&["run", "--tasks", "[]"]).code(2).stderr_has("--tasks: the workflow declares no tasks");
+    // A syntax error in `--tasks` is placed in the text as given (column 13: the comma).
+    s.orch(&["run", "--tasks", r#"[{"id":"a"},]"#]).code(2).stderr_has("--tasks:1:13: trailing comma");
 
     let missing = s.orch(&["run", "no-such-workflow.toml"]);
     missing.code(2).stderr_has("no-such-workflow.toml");

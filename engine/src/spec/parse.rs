@@ -24,6 +24,8 @@ use super::{Error, Problem, RetryPolicy, SimOutcome, Spec};
 pub enum Format {
     Toml,
     Json,
+    /// A JSON list of tasks alone, a workflow of those tasks (`orch run --tasks`).
+    JsonTasks,
 }
 
 impl Format {
@@ -51,6 +53,14 @@ pub fn parse(text: &str, file: &str, format: Format) -> Result<Spec, Error> {
             let places = TomlPlaces::new(file, text);
             validate(&spec, &places)?;
             new_spec_rules(&spec, &places)?;
+            Ok(spec)
+        }
+        Format::JsonTasks => {
+            let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+            let tasks = serde_json::from_str(text).map_err(|e| Error::Syntax(json_problem(&e, file)))?;
+            let spec = Spec { tasks, ..Spec::default() };
+            validate(&spec, &Unplaced(file))?;
+            new_spec_rules(&spec, &Unplaced(file))?;
             Ok(spec)
         }
         Format::Json => {
@@ -134,7 +144,7 @@ fn json_problem(error: &serde_json::Error, file: &str) -> Problem {
     }
     let suffix = format!(" at line {} column {}", error.line(), error.column());
     let message = full.strip_suffix(&suffix).unwrap_or(&full);
-    Problem { place: format!("{file}:{}:{}", error.line(), error.column()), message: one_line(message) }
+    Problem { place: format!("{file}:{}:{}", error.line(), error.column().max(1)), message: one_line(message) }
 }
 
 /// Some parser messages span lines ("invalid inline table\nexpected `}`"); a problem is one line.
