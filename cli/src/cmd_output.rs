@@ -62,7 +62,7 @@ pub fn output(cli: &Cli, a: &OutputArgs) -> Result<ExitCode, Failure> {
     }
     let hex = exit.output.hex();
     let path = blobs_dir(&store, &run).join(&hex);
-    let bytes = std::fs::read(&path).map_err(|e| {
+    let blob = std::fs::File::open(&path).map_err(|e| {
         let why = if simulated { "a simulated run stores no outputs".to_string() } else { e.to_string() };
         Failure::Other(format!(
             "{}: attempt {attempt} wrote {} bytes (blake3 {hex}), not in the store at {}: {why}",
@@ -71,10 +71,37 @@ pub fn output(cli: &Cli, a: &OutputArgs) -> Result<ExitCode, Failure> {
             path.display()
         ))
     })?;
-    let mut out = std::io::stdout().lock();
-    out.write_all(&bytes)?;
-    out.flush()?;
+    // Streamed (an output may be gigabytes) through the hasher: a blob that is not what
+    // the log says it is, is said to be so — after its bytes, which are already out.
+    let mut hashing = Hashing { out: std::io::stdout().lock(), hasher: blake3::Hasher::new() };
+    std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, blob), &mut hashing)?;
+    hashing.out.flush()?;
+    if hashing.hasher.finalize().as_bytes() != &exit.output.0 {
+        return Err(Failure::Input(format!(
+            "{}: the stored output {} does not match the digest its attempt recorded (the store is damaged)",
+            place(),
+            path.display()
+        )));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A writer that hashes what it passes on.
+struct Hashing<W> {
+    out: W,
+    hasher: blake3::Hasher,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// The blobs of the store the run is in: `--store`'s, unless the run was named by the

@@ -123,6 +123,13 @@ command = "true"
     let log = format!(".orch/runs/{}/log", s.run_ids()[0]);
     assert_eq!(s.orch(&["output", &log, "a"]).code(0).stdout, "out\nerr\n");
 
+    // A blob that is not what the log says is said to be so (after its bytes).
+    let digest = orch_engine::record::Digest::of(b"out\nerr\n").hex();
+    std::fs::write(s.path().join(".orch/blobs").join(digest), "tampered\n").unwrap();
+    let damaged = s.orch(&["output", "latest", "a"]);
+    damaged.code(2).stderr_has("does not match the digest its attempt recorded");
+    assert_eq!(damaged.stdout, "tampered\n");
+
     s.orch(&["output", "latest", "r", "--attempt", "3"]).code(2).stderr_has("no attempt 3 (attempts: [1, 2])");
     s.orch(&["output", "latest", "nope"]).code(2).stderr_has("task \"nope\": no attempt of it");
     s.orch(&["run", "--sim", &s.write("sim.toml", "[[task]]\nid = \"s\"\nsim = { stdout = \"hi\" }\n")]).code(0);
