@@ -279,6 +279,8 @@ pub struct DiffArgs {
     /// Only terminal states, attempts, outputs and aggregates; order ignored.
     #[arg(long)]
     pub outcomes: bool,
+    /// Print the report as one JSON object (`identical`: the same at the level asked for;
+    /// `spec`: null when the specs are equal). The exit code is the verdict either way.
     #[arg(long)]
     pub json: bool,
 }

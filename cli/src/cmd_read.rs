@@ -193,7 +193,10 @@ pub fn ls(cli: &Cli, a: &JsonFlag) -> Result<ExitCode, Failure> {
         let list: Vec<_> = rows
             .iter()
             .map(|(id, o, d, t)| {
-                serde_json::json!({"run": id, "outcome": o, "duration_ms": d, "tasks": t, "error": errors.get(id)})
+                // An unreadable run has no duration nor tasks to tell (null, not 0).
+                let known = !errors.contains_key(id);
+                serde_json::json!({"run": id, "outcome": o, "duration_ms": known.then_some(d),
+                    "tasks": known.then_some(t), "error": errors.get(id)})
             })
             .collect();
         line(serde_json::Value::Array(list))?;

@@ -45,6 +45,7 @@ fn a_corrupted_log_is_named_by_segment_offset_and_seq() {
     let v: Value = serde_json::from_str(json.code(0).stdout.trim()).unwrap();
     assert_eq!(v[0]["outcome"], "unreadable");
     assert!(v[0]["error"].as_str().unwrap().contains(".seg:"));
+    assert_eq!((&v[0]["duration_ms"], &v[0]["tasks"]), (&Value::Null, &Value::Null), "not known: null, not 0");
 }
 
 /// `orch resume` refuses a simulated run, or a finished one, before it opens the log for

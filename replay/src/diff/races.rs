@@ -114,6 +114,7 @@ fn interleaving(records: &dyn Records, facts: &Facts, kind: RaceKind, x: &str, y
 fn compact(seq: u64, r: &Record) -> String {
     let attempt = match &r.event {
         Event::AttemptDispatched(e) => Some(e.attempt),
+        Event::AttemptStarted(e) => Some(e.attempt),
         Event::AttemptExited(e) => Some(e.attempt),
         Event::AttemptKillRequested(e) => Some(e.attempt),
         Event::RetryScheduled(e) => Some(e.attempt),
