@@ -1,5 +1,6 @@
 //! The commands that only read logs: replay, log, verify, ls, show.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use orch_engine::journal::{first_graph, read_compiling, read_records};
@@ -120,12 +121,24 @@ pub fn log(cli: &Cli, a: &LogArgs) -> Result<ExitCode, Failure> {
             // in progress), so a corrupt log used to print its good prefix and exit 0.
             // With no writer left, damage is corruption: verify names it (exit 2).
             if lock_state(&run.log)? == LockState::Free {
-                orch_log_format::verify(&run.log)?;
+                let report = orch_log_format::verify(&run.log)?;
+                // Finished in a record before `--from`, or not at all?
+                if a.follow && !finished && !ends_finished(&run.log, report.records) {
+                    return Ok(crate::watch::engine_gone(&run));
+                }
             }
             return Ok(ExitCode::SUCCESS);
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// Whether the last of the log's `records` is `run_finished`.
+fn ends_finished(log: &Path, records: u64) -> bool {
+    let Some(last) = records.checked_sub(1) else { return false };
+    let reader = orch_log_format::Reader::open(log);
+    let record = reader.ok().and_then(|r| r.iter_from(last).next()?.ok().map(|item| Record::decode(item.payload)));
+    matches!(record, Some(Ok(Record { event: Event::RunFinished(_), .. })))
 }
 
 pub fn verify(cli: &Cli, a: &RunRef) -> Result<ExitCode, Failure> {

@@ -123,12 +123,23 @@ pub fn watch(run: &Resolved) -> Result<ExitCode, Failure> {
                 }
             }
             if writer_gone {
-                line("the run's engine is gone and the run did not finish (crashed?)")?;
+                return Ok(engine_gone(run));
             }
             return Ok(ExitCode::SUCCESS);
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// A follower (`show --watch`, `log --follow`) whose run's writer is gone before the run
+/// finished: said on stderr, and exit 1, so that a script following a run can tell a
+/// finished one from an engine that died.
+pub fn engine_gone(run: &Resolved) -> ExitCode {
+    let name = run.id.clone().unwrap_or_else(|| run.log.display().to_string());
+    crate::output::note(format!(
+        "orch: the run's engine is gone and the run did not finish (crashed?): `orch resume {name}` continues it"
+    ));
+    ExitCode::from(crate::exit::FAILED)
 }
 
 fn status(state: &State) -> String {

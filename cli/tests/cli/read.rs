@@ -152,3 +152,30 @@ fn show_prints_a_chain_50000_deep() {
     let last = out.stdout.lines().find(|l| l.contains("t49999 ")).expect("the deepest task is shown");
     assert!(last.starts_with(&format!("{}(49999) t49999", "  ".repeat(33))), "{last}");
 }
+
+/// Following a run whose engine died (no writer, no `run_finished`): `log --follow` and
+/// `show --watch` stop, say so on stderr and exit 1, so that a script can tell it from
+/// a run that finished (0, whatever its outcome).
+#[test]
+fn followers_of_a_run_whose_engine_died_exit_1() {
+    use orch_engine::journal::{read_records, Journal};
+    let s = Scratch::new();
+    s.orch(&["run", &example("retries.toml"), "--sim"]).code(1);
+    let id = s.run_ids().remove(0);
+    s.orch(&["log", &id, "--follow", "--from", "100000"]).code(0);
+    s.orch(&["show", &id, "--watch"]).code(0);
+
+    let log = s.path().join(".orch/runs").join(&id).join("log");
+    let mut records = read_records(&log).unwrap();
+    records.truncate(records.len() - 3);
+    std::fs::remove_dir_all(&log).unwrap();
+    let mut journal = Journal::create(&log, orch_log_format::Options::default()).unwrap();
+    journal.append(&records).unwrap();
+    journal.close().unwrap();
+
+    let follow = s.orch(&["log", &id, "--follow"]);
+    follow.code(1).stderr_has("the run's engine is gone and the run did not finish");
+    assert_eq!(follow.stdout.lines().count(), records.len(), "every record printed first");
+    s.orch(&["show", &id, "--watch"]).code(1).stderr_has(&format!("`orch resume {id}` continues it"));
+    s.orch(&["log", &id]).code(0);
+}
