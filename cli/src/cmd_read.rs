@@ -227,7 +227,7 @@ pub fn ls(cli: &Cli, a: &JsonFlag) -> Result<ExitCode, Failure> {
 pub fn show(cli: &Cli, a: &ShowArgs) -> Result<ExitCode, Failure> {
     let run = resolve(cli, &a.run)?;
     if a.watch {
-        return crate::watch::watch(&run);
+        return crate::watch::watch(&run, a.flat);
     }
     let loaded = read_compiling(&run.log)?;
     let records = &loaded.records;

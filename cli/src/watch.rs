@@ -44,14 +44,21 @@ pub fn describe(state: &State, t: u32) -> (String, String, u32) {
     (graph.id(t).to_string(), phase, task.attempts)
 }
 
+/// A line of the tree or the flat list, with its task (None: a header).
+type Row = (Option<u32>, String);
+
 /// The tasks in declaration (and submission) order, each with its parent.
 pub fn flat_lines(state: &State) -> Vec<String> {
+    flat_rows(state).into_iter().map(|(_, l)| l).collect()
+}
+
+fn flat_rows(state: &State) -> Vec<Row> {
     let Some(graph) = state.graph() else { return Vec::new() };
-    let mut out = vec![format!("  {:<24} {:<18} {:<24} attempts", "task", "state", "parent")];
+    let mut out = vec![(None, format!("  {:<24} {:<18} {:<24} attempts", "task", "state", "parent"))];
     for t in 0..graph.len() as u32 {
         let (id, phase, attempts) = describe(state, t);
         let parent = graph.parent(t).map_or("-", |p| graph.id(p));
-        out.push(format!("  {id:<24} {phase:<18} {parent:<24} {attempts}"));
+        out.push((Some(t), format!("  {id:<24} {phase:<18} {parent:<24} {attempts}")));
     }
     out
 }
@@ -61,6 +68,10 @@ pub fn flat_lines(state: &State) -> Vec<String> {
 /// chain may be 100,000 deep). The indentation stops growing at `MAX_INDENT` levels, so a
 /// deep chain does not print quadratically many spaces; deeper lines carry their depth.
 pub fn tree_lines(state: &State) -> Vec<String> {
+    tree_rows(state).into_iter().map(|(_, l)| l).collect()
+}
+
+fn tree_rows(state: &State) -> Vec<Row> {
     const MAX_INDENT: u32 = 32;
     let Some(graph) = state.graph() else { return Vec::new() };
     orch_replay::report::tree_order(graph)
@@ -70,14 +81,41 @@ pub fn tree_lines(state: &State) -> Vec<String> {
             let wave = graph.wave(graph.node(t).wave).ordinal;
             let indent = "  ".repeat(depth.min(MAX_INDENT) as usize + 1);
             let deeper = if depth > MAX_INDENT { format!("({depth}) ") } else { String::new() };
-            format!("{indent}{deeper}{id:<24} {phase:<10} attempts {attempts} wave {wave}")
+            (Some(t), format!("{indent}{deeper}{id:<24} {phase:<10} attempts {attempts} wave {wave}"))
         })
         .collect()
 }
 
+/// At most `max` task rows of `rows`, in their order: the busy tasks first (running,
+/// backing off, delegated), then the ready ones, then the rest from the top — a long run
+/// cut to its first tasks would hide what is happening. Headers are kept.
+fn screenful(rows: Vec<Row>, state: &State, max: usize) -> Vec<String> {
+    let tasks = rows.iter().filter(|(t, _)| t.is_some()).count();
+    if tasks <= max {
+        return rows.into_iter().map(|(_, l)| l).collect();
+    }
+    let rank = |t: u32| match state.task(t).phase {
+        Phase::Running { .. } | Phase::Exited { .. } | Phase::BackingOff { .. } | Phase::Delegated => 0u8,
+        Phase::Ready => 1,
+        _ => 2,
+    };
+    let mut by_rank: Vec<(u8, usize)> =
+        rows.iter().enumerate().filter_map(|(i, (t, _))| t.map(|t| (rank(t), i))).collect();
+    by_rank.sort_unstable();
+    let mut shown = vec![false; rows.len()];
+    for &(_, i) in by_rank.iter().take(max) {
+        shown[i] = true;
+    }
+    let mut out: Vec<String> =
+        rows.into_iter().zip(shown).filter(|((t, _), shown)| t.is_none() || *shown).map(|((_, l), _)| l).collect();
+    out.push(format!("  … {} more tasks", tasks - max));
+    out
+}
+
 /// Follows the run's log, keeping the tree current, until the run finishes (or its
 /// writer is gone and nothing more arrives).
-pub fn watch(run: &Resolved) -> Result<ExitCode, Failure> {
+pub fn watch(run: &Resolved, flat: bool) -> Result<ExitCode, Failure> {
+    let rows = if flat { flat_rows } else { tree_rows };
     let tty = std::io::stdout().is_terminal();
     let mut follower = Follower::new(&run.log, 0)?;
     let mut state = State::new();
@@ -109,7 +147,8 @@ pub fn watch(run: &Resolved) -> Result<ExitCode, Failure> {
         let due = last_draw.is_none_or(|t| t.elapsed() >= if tty { Duration::from_millis(200) } else { PLAIN_EVERY });
         if dirty && (due || done) {
             if tty {
-                draw_tty(run, &state)?;
+                // The last frame whole: the final states are what is looked for.
+                draw_tty(run, &state, rows(&state), if done { usize::MAX } else { MAX_TREE_LINES })?;
             } else {
                 line(status(&state))?;
             }
@@ -118,7 +157,7 @@ pub fn watch(run: &Resolved) -> Result<ExitCode, Failure> {
         }
         if done {
             if !tty {
-                for l in tree_lines(&state) {
+                for (_, l) in rows(&state) {
                     line(l)?;
                 }
             }
@@ -158,20 +197,53 @@ fn status(state: &State) -> String {
     )
 }
 
-fn draw_tty(run: &Resolved, state: &State) -> Result<(), Failure> {
+fn draw_tty(run: &Resolved, state: &State, rows: Vec<Row>, max: usize) -> Result<(), Failure> {
     let mut screen = String::from("\x1b[H\x1b[2J");
     let name = run.id.clone().unwrap_or_else(|| run.log.display().to_string());
     screen += &format!("{name}\n{}\n", status(state));
-    let tree = tree_lines(state);
-    for l in tree.iter().take(MAX_TREE_LINES) {
-        screen += l;
+    for l in screenful(rows, state, max) {
+        screen += &l;
         screen.push('\n');
-    }
-    if tree.len() > MAX_TREE_LINES {
-        screen += &format!("  … {} more tasks\n", tree.len() - MAX_TREE_LINES);
     }
     let mut out = std::io::stdout().lock();
     out.write_all(screen.as_bytes())?;
     out.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orch_engine::record::Record;
+    use orch_engine::spec::{parse, Format};
+
+    #[test]
+    fn a_cut_tree_shows_the_running_tasks_wherever_they_are() {
+        let mut text = String::from("[run]\nmax_concurrency = 4\n");
+        for i in 0..60 {
+            text += &format!("[[task]]\nid = \"t{i:02}\"\ncommand = \"true\"\nsim = {{ duration_ms = 10 }}\n");
+        }
+        let mut records = Vec::new();
+        orch_engine::sim::simulate(parse(&text, "w.toml", Format::Toml).unwrap(), 0, |rs: &[Record]| {
+            records.extend_from_slice(rs);
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .unwrap();
+        // The state when 40 tasks are done and 4 run: all of them below the first 20 rows.
+        let mut state = State::new();
+        for r in &records {
+            state.apply(r).unwrap();
+            if state.terminal_count() >= 40 && state.running() == 4 {
+                break;
+            }
+        }
+        assert_eq!(state.running(), 4);
+        let lines = screenful(tree_rows(&state), &state, 20);
+        assert_eq!(lines.len(), 21, "{lines:#?}");
+        assert_eq!(lines.iter().filter(|l| l.contains(" running ")).count(), 4, "{lines:#?}");
+        assert_eq!(lines.last().unwrap(), "  … 40 more tasks");
+        // A tree that fits is whole, and a header is always kept.
+        assert_eq!(screenful(flat_rows(&state), &state, 100).len(), 61);
+        assert!(screenful(flat_rows(&state), &state, 10)[0].contains("attempts"));
+    }
 }
