@@ -31,6 +31,7 @@ const CORE: &[&str] = &[
     "spec/validate/waits_for.rs",
     "spec/parse.rs",
     "spec/task_wire.rs",
+    "spec/toml_places.rs",
     "spec/simulated.rs",
 ];
 

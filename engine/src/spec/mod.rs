@@ -6,6 +6,7 @@ mod model;
 mod parse;
 mod simulated;
 mod task_wire;
+mod toml_places;
 mod validate;
 
 pub use ids::{id_hash, TaskIds};
