@@ -299,30 +299,62 @@ fn a_run_resumed_after_its_deadline_times_out_at_once() {
 }
 
 /// An output over 1 MiB is hashed a piece at a time and its file becomes the blob (no
-/// copy); while a grandchild of the attempt lives on (and could still write), exactly the
-/// bytes written by the exit are copied instead, and orch waits for that copy before it
-/// exits. Either way: the recorded digest and size, and a blob of those very bytes.
+/// copy); while anything else holds the file — a grandchild left in the attempt's group,
+/// or one that left the group (`setsid`) — exactly the bytes written by the exit are
+/// copied instead. Either way: the recorded digest and size, and a blob of those very
+/// bytes, also after the ones left behind have written more.
 #[test]
 fn a_large_output_is_stored_whole_under_its_digest() {
     let s = Scratch::new();
     let spec = s.write(
         "large.toml",
         "[[task]]\nid = \"big\"\ncommand = \"seq 1 600000\"\n\n\
-         [[task]]\nid = \"left\"\ncommand = \"seq 2 600001; (sleep 0.5; echo late) &\"\n\n\
+         [[task]]\nid = \"left\"\ncommand = \"seq 2 600001; (sleep 0.3; echo late; touch left.done) &\"\n\n\
+         [[task]]\nid = \"escaped\"\n\
+         command = \"seq 3 600002; setsid sh -c 'sleep 0.3; echo LATE; touch escaped.done' &\"\n\n\
          [[task]]\nid = \"small\"\ncommand = \"seq 1 3\"\n",
     );
-    s.orch(&["run", &spec, "-j", "3"]).code(0);
+    s.orch(&["run", &spec, "-j", "4"]).code(0);
+    for marker in ["left.done", "escaped.done"] {
+        poll(marker, Duration::from_secs(10), || s.path().join(marker).exists().then_some(()));
+    }
     let lines = |from: u32, to: u32| -> String { (from..=to).map(|i| format!("{i}\n")).collect() };
     let records = s.records("latest");
-    for (task, text) in [("big", lines(1, 600_000)), ("left", lines(2, 600_001)), ("small", lines(1, 3))] {
+    let cases = [
+        ("big", lines(1, 600_000)),
+        ("left", lines(2, 600_001)),
+        ("escaped", lines(3, 600_002)),
+        ("small", lines(1, 3)),
+    ];
+    for (task, text) in cases {
         let exited = records.iter().find(|r| kind(r) == "attempt_exited" && r["task"] == task).expect("exited");
         assert_eq!(u(&exited["output_bytes"]), text.len() as u64, "{task}");
-        let digest = exited["output"].as_str().unwrap();
-        assert_eq!(digest, orch_engine::record::Digest::of(text.as_bytes()).hex(), "{task}");
-        let blob = std::fs::read_to_string(s.path().join(".orch/blobs").join(digest)).expect("the blob");
-        assert!(blob == text, "{task}: the stored output differs");
+        assert_eq!(
+            exited["output"].as_str().unwrap(),
+            orch_engine::record::Digest::of(text.as_bytes()).hex(),
+            "{task}"
+        );
+        // `orch output` checks the blob against the recorded digest.
+        let out = s.orch(&["output", "latest", task]);
+        assert!(out.code(0).stdout == text, "{task}: the stored output differs");
     }
     let leftovers: Vec<_> = std::fs::read_dir(s.path().join(".orch/blobs/tmp")).unwrap().flatten().collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     s.orch(&["replay", "latest"]).code(0).stdout_has("replay ok");
+}
+
+/// A process that left the attempt's group (`setsid`, a daemon) and still holds its
+/// output file: the file is not given to the next attempt, whose output would get what
+/// that process writes later.
+#[test]
+fn an_output_file_still_held_by_an_escaped_process_is_not_reused() {
+    let s = Scratch::new();
+    let spec = s.write(
+        "escaped.toml",
+        "[[task]]\nid = \"a\"\ncommand = \"echo a; setsid sh -c 'sleep 0.4; echo LEAK; touch leaked' &\"\n\n\
+         [[task]]\nid = \"b\"\nafter = [\"a\"]\ncommand = \"sh -c 'while [ ! -e leaked ]; do sleep 0.05; done; echo b'\"\n",
+    );
+    s.orch(&["run", &spec, "-j", "1"]).code(0);
+    assert_eq!(s.orch(&["output", "latest", "a"]).code(0).stdout, "a\n");
+    assert_eq!(s.orch(&["output", "latest", "b"]).code(0).stdout, "b\n", "the escaped process wrote into b's output");
 }

@@ -249,6 +249,14 @@ impl ProcessWorld {
     }
 }
 
+/// A run that ended in an error (a failed log write, a stall) leaves no killed attempt's
+/// remains behind either.
+impl Drop for ProcessWorld {
+    fn drop(&mut self) {
+        self.groups.kill_left();
+    }
+}
+
 impl World for ProcessWorld {
     type Error = std::convert::Infallible;
 
@@ -309,7 +317,6 @@ impl World for ProcessWorld {
     }
 
     fn finished(&mut self, _state: &State) {
-        self.outputs.finish();
         // The answer to the request that ended the run is written by a task of this
         // runtime, which runs only while driven: drive it until every request read is
         // answered (late ones are told the run has finished), for a second at most.
@@ -321,8 +328,20 @@ impl World for ProcessWorld {
                 let _ = pending.reply.send(control::Response::error("the run has finished"));
             }
         }
-        // Nothing will SIGKILL what is left of killed attempts once orch is gone.
-        self.groups.finish();
+        // Nothing will SIGKILL what is left of killed attempts once orch is gone: their
+        // grace periods are waited out (a Ctrl-C ends the wait), then SIGKILL.
+        while let Some(until) = self.groups.waiting() {
+            let step = until.saturating_duration_since(Instant::now()).min(Duration::from_millis(20));
+            let rx = &mut self.rx;
+            match self.runtime.block_on(async { tokio::time::timeout(step, rx.recv()).await }) {
+                Ok(Some(Incoming::Interrupt(_))) => break,
+                Ok(Some(Incoming::Control(pending))) => {
+                    let _ = pending.reply.send(control::Response::error("the run has finished"));
+                }
+                _ => {}
+            }
+        }
+        self.groups.kill_left();
     }
 
     fn next_input(&mut self, state: &State) -> Result<Option<(u64, Event)>, Self::Error> {

@@ -64,7 +64,8 @@ impl Groups {
     pub(super) fn reaped(&mut self, key: Key) {
         let grace_over = self.killing.remove(&key);
         let Some(pgid) = self.live.remove(&key) else { return };
-        if let Some(grace_over) = grace_over {
+        // (The scan of /proc only for a group that outlived its leader.)
+        if let Some(grace_over) = grace_over.filter(|_| process::group_alive(pgid)) {
             let members = process::members_of(pgid);
             if !members.is_empty() {
                 self.lingering.insert(key, Lingering { pgid, members, grace_over });
@@ -99,17 +100,15 @@ impl Groups {
         }
     }
 
-    /// The run is over: nothing will SIGKILL what is left of killed attempts once orch
-    /// is gone, so their grace periods are waited out here (cut short when the groups
-    /// empty), then SIGKILL.
-    pub(super) fn finish(&mut self) {
-        while let Some(last) = self.lingering.values().map(|l| l.grace_over).max() {
-            self.lingering.retain(|_, l| l.still_ours());
-            if self.lingering.is_empty() || Instant::now() >= last {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20).min(last - Instant::now()));
-        }
+    /// Until when the run's end must wait for what is left of killed attempts (the end
+    /// of the last grace period), or None: nothing is left, or the grace is over.
+    pub(super) fn waiting(&mut self) -> Option<Instant> {
+        self.lingering.retain(|_, l| l.still_ours());
+        self.lingering.values().map(|l| l.grace_over).max().filter(|&last| Instant::now() < last)
+    }
+
+    /// SIGKILL to whatever is left of killed attempts: nothing will once orch is gone.
+    pub(super) fn kill_left(&mut self) {
         for l in std::mem::take(&mut self.lingering).into_values() {
             if l.still_ours() {
                 process::signal_group(l.pgid, Signal::SIGKILL);

@@ -1,13 +1,13 @@
 //! An attempt's output, from the file its child wrote into to a blob of the store under
-//! its digest, in the call that reaps the child (the exit is recorded with its digest, so
-//! it cannot be recorded before the digest is known). Small outputs (nearly all) are read
-//! whole and written to the store. A large one is streamed through blake3 a piece at a
-//! time, and its file is linked into the store as the blob — or, while something of the
-//! attempt's group could still write to it, its bytes are copied there on a thread of
-//! their own (the digest, which the log needs, is known already). The engine's thread
-//! pays the hashing, about a tenth of a second per 300 MB, and no memory for it.
+//! its digest, in the call that reaps the child: the exit is recorded with its digest,
+//! and after the blob is stored. Small outputs (nearly all) are read whole and written
+//! to the store. A large one is streamed through blake3 a piece at a time, and its file
+//! (made with `O_TMPFILE`) is linked into the store as the blob when nobody else holds it
+//! any more — else exactly the bytes written by the reap are copied, in the kernel. The
+//! engine's thread pays the hashing (about 50 ms per 300 MB here), no memory for it.
 
 use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,10 +31,21 @@ pub(super) fn unnamed_file(dir: &Path) -> std::io::Result<File> {
     OpenOptions::new().read(true).write(true).mode(0o644).custom_flags(libc::O_TMPFILE).open(dir)
 }
 
-/// A name in `tmp_dir` no other writer uses (two orch processes may share a store).
-fn temporary(tmp_dir: &Path) -> PathBuf {
+/// A new file in `tmp_dir` under a name no other writer has (orch processes, perhaps in
+/// other pid namespaces, may share a store): made with `create_new`, another name tried
+/// if it exists.
+fn temporary(tmp_dir: &Path) -> std::io::Result<(File, PathBuf)> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    tmp_dir.join(format!("part-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)))
+    loop {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = tmp_dir.join(format!("part-{}-{nanos}-{n}", std::process::id()));
+        match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(file) => return Ok((file, path)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Stores bytes under their digest, whole or not at all. A failure to store only loses
@@ -44,9 +55,10 @@ pub(super) fn store_bytes(bytes: &[u8], blobs: &Path, tmp_dir: &Path) -> Stored 
     let dest = blobs.join(digest.hex());
     if !bytes.is_empty() && !dest.exists() {
         // Written under a temporary name and renamed: a blob is whole or absent.
-        let tmp = temporary(tmp_dir);
-        if std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &dest)).is_err() {
-            let _ = std::fs::remove_file(&tmp);
+        if let Ok((mut file, tmp)) = temporary(tmp_dir) {
+            if file.write_all(bytes).and_then(|()| std::fs::rename(&tmp, &dest)).is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
         }
     }
     (digest, bytes.len() as u64)
@@ -108,9 +120,8 @@ pub(super) fn link_into(file: &File, dest: &Path) -> bool {
 /// kernel (`copy_file_range`: no copy through orch's memory; a reflink where the file
 /// system can).
 pub(super) fn copy_into(file: &File, size: u64, dest: &Path, tmp_dir: &Path) {
-    let tmp = temporary(tmp_dir);
+    let Ok((out, tmp)) = temporary(tmp_dir) else { return };
     let copied = (|| -> std::io::Result<()> {
-        let out = File::create(&tmp)?;
         let (mut from, mut to) = (0i64, 0i64);
         while (from as u64) < size {
             let want = (size - from as u64).min(1 << 30) as usize;
@@ -118,14 +129,33 @@ pub(super) fn copy_into(file: &File, size: u64, dest: &Path, tmp_dir: &Path) {
                 Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e.into()),
+                // Not on this kernel or file system, or not allowed (seccomp): by hand,
+                // from where it stopped.
+                Err(_) => return copy_by_hand(file, from as u64, size, &out),
             }
         }
-        std::fs::rename(&tmp, dest)
-    })();
+        Ok(())
+    })()
+    .and_then(|()| std::fs::rename(&tmp, dest));
     if copied.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
+}
+
+/// Copies bytes `from..size` of `file` to the same offsets of `out`, through a buffer
+/// (explicit offsets: the file's position, which the child may share, stays put).
+fn copy_by_hand(file: &File, mut from: u64, size: u64, out: &File) -> std::io::Result<()> {
+    let mut buf = vec![0u8; CHUNK];
+    while from < size {
+        let want = (size - from).min(CHUNK as u64) as usize;
+        let n = file.read_at(&mut buf[..want], from)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        out.write_all_at(&buf[..n], from)?;
+        from += n as u64;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -159,6 +189,11 @@ mod tests {
         let copied = blobs.join("copied");
         copy_into(&file, size, &copied, &tmp);
         assert_eq!(std::fs::read(&copied).unwrap(), bytes);
+        // Where copy_file_range is refused: by hand, from where it stopped.
+        let out = tempfile::tempfile().unwrap();
+        out.write_all_at(&bytes[..1000], 0).unwrap();
+        copy_by_hand(&file, 1000, size, &out).unwrap();
+        assert_eq!(read_exactly(&out, size + 5).unwrap(), bytes);
         assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "no temporary file left");
 
         let linked = blobs.join(digest.hex());

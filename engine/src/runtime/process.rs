@@ -71,8 +71,6 @@ struct Shared {
     context: OnceLock<Result<spawner::Context, String>>,
     /// `ORCH_RUN_ID=` and `ORCH_STORE=` of the run (the same for every child).
     run_vars: OnceLock<(ChildEnv, [CString; 3])>,
-    /// Large outputs being copied into the store on threads of their own.
-    copies: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 /// An output file (a type of its own: it is what goes back to the pool).
@@ -82,6 +80,9 @@ struct Slot {
     /// Made with `O_TMPFILE`: it can be given a name in the store (a large output
     /// becomes its blob without a copy).
     linkable: bool,
+    /// The last child wrote through orch's own open file (reopening it for the child
+    /// failed): whether anyone else holds it cannot be asked of the file.
+    child_shares: bool,
 }
 
 impl OutputFiles {
@@ -92,7 +93,6 @@ impl OutputFiles {
             free: Mutex::default(),
             context: OnceLock::new(),
             run_vars: OnceLock::new(),
-            copies: Mutex::default(),
         };
         OutputFiles { shared: Arc::new(shared) }
     }
@@ -120,38 +120,7 @@ impl OutputFiles {
             }
         };
         let file = File::from(spawner::above_stdio(file.into())?);
-        Ok(Slot { file, linkable })
-    }
-
-    /// Runs `copy` on a thread of its own (at once, here, if no thread can be made).
-    fn copy_later(&self, copy: impl FnOnce() + Send + 'static) {
-        let job = Arc::new(Mutex::new(Some(copy)));
-        let theirs = Arc::clone(&job);
-        let take = |job: &Mutex<Option<_>>| job.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let spawned = reaper::without_sigchld_in_new_threads(|| {
-            std::thread::Builder::new().name("orch-output".into()).spawn(move || {
-                if let Some(copy) = take(&theirs) {
-                    copy();
-                }
-            })
-        });
-        match spawned {
-            Ok(handle) => self.shared.copies.lock().unwrap_or_else(|p| p.into_inner()).push(handle),
-            Err(_) => {
-                if let Some(copy) = take(&job) {
-                    copy();
-                }
-            }
-        }
-    }
-
-    /// Waits for the outputs still being copied into the store: before orch exits, so
-    /// that every output the log names is there.
-    pub fn finish(&self) {
-        let copies = std::mem::take(&mut *self.shared.copies.lock().unwrap_or_else(|p| p.into_inner()));
-        for copy in copies {
-            let _ = copy.join();
-        }
+        Ok(Slot { file, linkable, child_shares: false })
     }
 
     fn put_back(&self, slot: Slot) {
@@ -181,45 +150,38 @@ impl OutputFiles {
     }
 
     /// Reads what the child wrote, stores it under its digest, and keeps the file for
-    /// the next attempt — unless something of the child's process group is still alive
-    /// (a background grandchild could still write into it), or the file became the blob.
-    /// Exactly the bytes written by the time the child was reaped are taken: a writer
-    /// left behind cannot make this call last.
+    /// the next attempt — only if nobody else has it open any more. That is asked of the
+    /// file itself (a write lease is granted only to a sole opener: the child wrote
+    /// through an open file of its own), not of the process group: a process that left
+    /// the group (`setsid`, a daemon) may hold it and write on, into the next attempt's
+    /// output, or into a blob. Exactly the bytes written by the reap are taken, so a
+    /// writer left behind cannot make this call last, and the blob is stored before the
+    /// exit that names it is recorded.
     fn collect(&self, slot: Slot, blobs: &Path, pgid: i32) -> output::Stored {
-        // Asked in the call that reaped the child, while its group id is still its own.
-        let group_gone = !group_alive(pgid);
-        // The child's writes moved the shared file offset; seeking to the end gives the
-        // size, and leaves the offset at 0 when nothing was written (the usual case:
-        // one syscall, no read, no truncate).
-        let size = match (&slot.file).seek(SeekFrom::End(0)) {
-            Ok(0) => {
-                if group_gone {
-                    self.put_back(slot);
-                }
-                return (Digest::EMPTY, 0);
-            }
-            Ok(size) => size,
+        let size = match slot.file.metadata() {
+            Ok(m) => m.len(),
             Err(_) => return (Digest::EMPTY, 0),
         };
+        // Without leases (some file systems), or when the child shared orch's own open
+        // file: nobody else is left if nothing is left of the group (the old heuristic).
+        let alone = match (slot.child_shares, spawner::sole_opener(&slot.file)) {
+            (false, Some(alone)) => alone,
+            _ => !group_alive(pgid),
+        };
         let dir = &self.shared.dir;
-        let (stored, linked) = if size <= output::INLINE_MAX {
-            let stored = match output::read_exactly(&slot.file, size) {
-                Ok(bytes) => output::store_bytes(&bytes, blobs, dir),
-                Err(_) => (Digest::EMPTY, 0),
-            };
-            (stored, false)
+        let (stored, linked) = if size == 0 {
+            ((Digest::EMPTY, 0), false)
+        } else if size <= output::INLINE_MAX {
+            match output::read_exactly(&slot.file, size) {
+                Ok(bytes) => (output::store_bytes(&bytes, blobs, dir), false),
+                Err(_) => ((Digest::EMPTY, 0), false),
+            }
         } else {
             let (stored, complete) = output::hash_file(&slot.file, size);
             let dest = blobs.join(stored.0.hex());
             if !complete || dest.exists() {
                 (stored, false)
-            } else if !group_gone {
-                // A writer left behind may still append: its bytes are copied, off this
-                // thread, and the file is not used again.
-                let (dir, file) = (dir.clone(), slot.file);
-                self.copy_later(move || output::copy_into(&file, size, &dest, &dir));
-                return stored;
-            } else if slot.linkable && output::link_into(&slot.file, &dest) {
+            } else if alone && slot.linkable && output::link_into(&slot.file, &dest) {
                 (stored, true)
             } else {
                 output::copy_into(&slot.file, size, &dest, dir);
@@ -228,8 +190,9 @@ impl OutputFiles {
         };
         // Emptied for the next attempt only when it can have one (truncating a large file
         // that is dropped anyway would cost as much as writing it).
-        let reusable = group_gone && !linked;
-        if reusable && slot.file.set_len(0).is_ok() && (&slot.file).seek(SeekFrom::Start(0)).is_ok() {
+        // (A child that shared orch's open file moved its offset.)
+        let reusable = alone && !linked;
+        if reusable && (size == 0 || slot.file.set_len(0).is_ok()) && (&slot.file).seek(SeekFrom::Start(0)).is_ok() {
             self.put_back(slot);
         }
         stored
@@ -311,10 +274,18 @@ fn start(
     extra.push(spawner::entry(b"ORCH_ATTEMPT_ID", attempt.id.to_string().as_bytes())?);
     let skip: Vec<&[u8]> = task.more().env.keys().map(|k| k.as_bytes()).collect();
     let cwd = task.more().cwd.as_deref().map(CString::new).transpose()?;
-    let slot = outputs.take()?;
+    let mut slot = outputs.take()?;
+    // The child writes through an open file of its own, closed here once it has exec'd:
+    // at its exit, whether anything still holds one can be asked of the file (see
+    // `collect`). Without /proc it shares orch's.
+    let own = OpenOptions::new().write(true).open(format!("/proc/self/fd/{}", slot.file.as_raw_fd()));
+    let own = own.and_then(|f| spawner::above_stdio(f.into())).ok();
+    slot.child_shares = own.is_none();
+    let output_fd = own.as_ref().map_or(slot.file.as_raw_fd(), |f| f.as_raw_fd());
     let before = spawner::boot_ticks();
-    let spawned = context.spawn(&program, &argv, &skip, &extra, slot.file.as_raw_fd(), cwd.as_deref());
+    let spawned = context.spawn(&program, &argv, &skip, &extra, output_fd, cwd.as_deref());
     let after = spawner::boot_ticks();
+    drop(own);
     let pid = match spawned {
         Ok(pid) => pid,
         Err(e) => {

@@ -232,6 +232,25 @@ extern "C" fn run_child(arg: *mut c_void) -> c_int {
     }
 }
 
+/// Whether `file` is open only through orch's own open file (and its duplicates): a
+/// write lease is granted only then (`fcntl(F_SETLEASE)`; released at once). None when
+/// the file system has no leases.
+#[allow(unsafe_code)]
+pub fn sole_opener(file: &std::fs::File) -> Option<bool> {
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor this File owns; F_SETLEASE takes an int argument.
+    let taken = unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_WRLCK) };
+    if taken == 0 {
+        // SAFETY: as above.
+        unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK) };
+        return Some(true);
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::EAGAIN) => Some(false),
+        _ => None,
+    }
+}
+
 /// An fd numbered 3 or above: a child's 0, 1 and 2 are made by `dup2` from these, which
 /// must not be (and must not be clobbered by) one another's targets.
 #[allow(unsafe_code)]
