@@ -158,8 +158,10 @@ impl OutputFiles {
     /// writer left behind cannot make this call last, and the blob is stored before the
     /// exit that names it is recorded.
     fn collect(&self, slot: Slot, blobs: &Path, pgid: i32) -> output::Stored {
-        let size = match slot.file.metadata() {
-            Ok(m) => m.len(),
+        // The size, from orch's own open file (one syscall): its offset moves only here,
+        // and stays at 0 when nothing was written (the usual case: nothing to reset).
+        let size = match (&slot.file).seek(SeekFrom::End(0)) {
+            Ok(size) => size,
             Err(_) => return (Digest::EMPTY, 0),
         };
         // Without leases (some file systems), or when the child shared orch's own open
@@ -190,9 +192,9 @@ impl OutputFiles {
         };
         // Emptied for the next attempt only when it can have one (truncating a large file
         // that is dropped anyway would cost as much as writing it).
-        // (A child that shared orch's open file moved its offset.)
         let reusable = alone && !linked;
-        if reusable && (size == 0 || slot.file.set_len(0).is_ok()) && (&slot.file).seek(SeekFrom::Start(0)).is_ok() {
+        let emptied = || slot.file.set_len(0).is_ok() && (&slot.file).seek(SeekFrom::Start(0)).is_ok();
+        if reusable && (size == 0 || emptied()) {
             self.put_back(slot);
         }
         stored
