@@ -71,6 +71,9 @@ struct Shared {
     context: OnceLock<Result<spawner::Context, String>>,
     /// `ORCH_RUN_ID=` and `ORCH_STORE=` of the run (the same for every child).
     run_vars: OnceLock<(ChildEnv, [CString; 3])>,
+    /// `/proc/self/fd`, opened once: where each child's own open file of its output
+    /// file comes from (None: no /proc).
+    proc_fds: OnceLock<Option<File>>,
 }
 
 /// An output file (a type of its own: it is what goes back to the pool).
@@ -93,6 +96,7 @@ impl OutputFiles {
             free: Mutex::default(),
             context: OnceLock::new(),
             run_vars: OnceLock::new(),
+            proc_fds: OnceLock::new(),
         };
         OutputFiles { shared: Arc::new(shared) }
     }
@@ -100,6 +104,10 @@ impl OutputFiles {
     fn context(&self) -> std::io::Result<&spawner::Context> {
         let context = self.shared.context.get_or_init(|| spawner::Context::new(&ORCH_VARS).map_err(|e| e.to_string()));
         context.as_ref().map_err(|e| std::io::Error::other(e.clone()))
+    }
+
+    fn proc_fds(&self) -> Option<&File> {
+        self.shared.proc_fds.get_or_init(|| File::open("/proc/self/fd").ok()).as_ref()
     }
 
     fn take(&self) -> std::io::Result<Slot> {
@@ -280,8 +288,7 @@ fn start(
     // The child writes through an open file of its own, closed here once it has exec'd:
     // at its exit, whether anything still holds one can be asked of the file (see
     // `collect`). Without /proc it shares orch's.
-    let own = OpenOptions::new().write(true).open(format!("/proc/self/fd/{}", slot.file.as_raw_fd()));
-    let own = own.and_then(|f| spawner::above_stdio(f.into())).ok();
+    let own = outputs.proc_fds().and_then(|fds| spawner::reopen(fds, slot.file.as_raw_fd()).ok());
     slot.child_shares = own.is_none();
     let output_fd = own.as_ref().map_or(slot.file.as_raw_fd(), |f| f.as_raw_fd());
     let before = spawner::boot_ticks();

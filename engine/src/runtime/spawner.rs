@@ -232,6 +232,21 @@ extern "C" fn run_child(arg: *mut c_void) -> c_int {
     }
 }
 
+/// A new open file of the file `fd` is open on (write-only, close-on-exec, numbered 3 or
+/// above), through `fds`, orch's `/proc/self/fd` opened once: a walk of one name, not of
+/// `/proc/self/fd/N` from the root (which cost ~3% of a run of 2,000 `/bin/true`).
+#[allow(unsafe_code)]
+pub fn reopen(fds: &std::fs::File, fd: RawFd) -> io::Result<OwnedFd> {
+    let name = std::ffi::CString::new(fd.to_string())?;
+    // SAFETY: openat on a directory fd this File owns, with a valid C string; the fd it
+    // returns is new and owned by nothing else.
+    let new = unsafe { libc::openat(fds.as_raw_fd(), name.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    above_stdio(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
 /// Whether `file` is open only through orch's own open file (and its duplicates): a
 /// write lease is granted only then (`fcntl(F_SETLEASE)`; released at once). None when
 /// the file system has no leases.
