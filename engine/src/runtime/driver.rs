@@ -143,6 +143,7 @@ pub fn run_processes(
 pub(super) struct ProcessWorld {
     pub(super) runtime: tokio::runtime::Runtime,
     sigchld: tokio::signal::unix::Signal,
+    _sigio: tokio::signal::unix::Signal,
     pub(super) env: ChildEnv,
     blobs: PathBuf,
     outputs: process::OutputFiles,
@@ -205,9 +206,13 @@ impl ProcessWorld {
         // Children's exits are reaped on this thread when SIGCHLD comes, in
         // `next_input` (one wake per exit; see `reaper`). The stream exists before any
         // child does, so no exit is missed.
-        let sigchld = {
+        let (sigchld, sigio) = {
             let _context = runtime.enter();
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).map_err(RuntimeError::Signal)?
+            let signal = |kind| tokio::signal::unix::signal(kind).map_err(RuntimeError::Signal);
+            // SIGIO comes if another process opens an output file during the instant
+            // orch holds a lease on it (`spawner::sole_opener`); by default it would end
+            // orch. Handled, and never waited for.
+            (signal(tokio::signal::unix::SignalKind::child())?, signal(tokio::signal::unix::SignalKind::io())?)
         };
         // ORCH_STORE must be absolute: the default store is the relative `.orch`, which
         // names the wrong place for any child started with its own `cwd`.
@@ -232,6 +237,7 @@ impl ProcessWorld {
         Ok(ProcessWorld {
             runtime,
             sigchld,
+            _sigio: sigio,
             env: ChildEnv { run_id: config.run_id.clone(), store, socket },
             blobs: config.store.blobs_dir(),
             outputs: process::OutputFiles::new(&config.store.blobs_dir()),

@@ -73,7 +73,7 @@ struct Shared {
     run_vars: OnceLock<(ChildEnv, [CString; 3])>,
     /// `/proc/self/fd`, opened once: where each child's own open file of its output
     /// file comes from (None: no /proc).
-    proc_fds: OnceLock<Option<File>>,
+    proc_fds: OnceLock<(u32, Option<File>)>,
 }
 
 /// An output file (a type of its own: it is what goes back to the pool).
@@ -106,8 +106,12 @@ impl OutputFiles {
         context.as_ref().map_err(|e| std::io::Error::other(e.clone()))
     }
 
+    /// `/proc/self/fd` of this process (None: there is no /proc). Opened once; a fork
+    /// of a process using the engine as a library would read its parent's through the
+    /// inherited handle, so the pid it was opened in is checked.
     fn proc_fds(&self) -> Option<&File> {
-        self.shared.proc_fds.get_or_init(|| File::open("/proc/self/fd").ok()).as_ref()
+        let (pid, fds) = self.shared.proc_fds.get_or_init(|| (std::process::id(), File::open("/proc/self/fd").ok()));
+        fds.as_ref().filter(|_| *pid == std::process::id())
     }
 
     fn take(&self) -> std::io::Result<Slot> {
@@ -166,17 +170,22 @@ impl OutputFiles {
     /// writer left behind cannot make this call last, and the blob is stored before the
     /// exit that names it is recorded.
     fn collect(&self, slot: Slot, blobs: &Path, pgid: i32) -> output::Stored {
-        // The size, from orch's own open file (one syscall): its offset moves only here,
-        // and stays at 0 when nothing was written (the usual case: nothing to reset).
+        // Asked before the size is taken: once nobody else holds the file, nobody can
+        // write to it any more, so the size is final.
+        let alone = match (slot.child_shares, self.proc_fds().is_some()) {
+            (false, _) => spawner::sole_opener(&slot.file).unwrap_or_else(|| !group_alive(pgid)),
+            // The child shared orch's own open file although it could have had its own:
+            // whoever it left holding it is invisible to the lease from now on, so the
+            // file is not used again.
+            (true, true) => false,
+            // No /proc: the group is all there is to go by.
+            (true, false) => !group_alive(pgid),
+        };
+        // The size, from orch's own open file (one syscall): SEEK_END is absolute, and
+        // the offset stays at 0 when nothing was written (the usual case: nothing to reset).
         let size = match (&slot.file).seek(SeekFrom::End(0)) {
             Ok(size) => size,
             Err(_) => return (Digest::EMPTY, 0),
-        };
-        // Without leases (some file systems), or when the child shared orch's own open
-        // file: nobody else is left if nothing is left of the group (the old heuristic).
-        let alone = match (slot.child_shares, spawner::sole_opener(&slot.file)) {
-            (false, Some(alone)) => alone,
-            _ => !group_alive(pgid),
         };
         let dir = &self.shared.dir;
         let (stored, linked) = if size == 0 {

@@ -240,25 +240,30 @@ pub fn reopen(fds: &std::fs::File, fd: RawFd) -> io::Result<OwnedFd> {
     let name = std::ffi::CString::new(fd.to_string())?;
     // SAFETY: openat on a directory fd this File owns, with a valid C string; the fd it
     // returns is new and owned by nothing else.
-    let new = unsafe { libc::openat(fds.as_raw_fd(), name.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    let flags = libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_LARGEFILE;
+    let new = unsafe { libc::openat(fds.as_raw_fd(), name.as_ptr(), flags) };
     if new < 0 {
         return Err(io::Error::last_os_error());
     }
+    // SAFETY: `new` is the fd openat just returned, owned by nothing else.
     above_stdio(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
 /// Whether `file` is open only through orch's own open file (and its duplicates): a
 /// write lease is granted only then (`fcntl(F_SETLEASE)`; released at once). None when
-/// the file system has no leases.
+/// the file system has no leases. While a lease is held, an open of the file by another
+/// process sends orch SIGIO, whose default would end it: the runtime handles SIGIO for
+/// this (`driver.rs`).
 #[allow(unsafe_code)]
 pub fn sole_opener(file: &std::fs::File) -> Option<bool> {
     let fd = file.as_raw_fd();
     // SAFETY: fcntl on a descriptor this File owns; F_SETLEASE takes an int argument.
     let taken = unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_WRLCK) };
     if taken == 0 {
-        // SAFETY: as above.
-        unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK) };
-        return Some(true);
+        // SAFETY: as above. A lease that would not go is not vouched for: the caller
+        // drops the file (closing it ends the lease).
+        let released = unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK) } == 0;
+        return Some(released);
     }
     match io::Error::last_os_error().raw_os_error() {
         Some(libc::EAGAIN) => Some(false),
