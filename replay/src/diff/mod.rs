@@ -140,6 +140,9 @@ pub struct SpecDiff {
     pub waves: bool,
     /// Tasks whose entries differ, or that only one side has, in A's declaration order.
     pub tasks: Vec<String>,
+    /// For the first of those tasks (at most `spec::KEYED_TASKS`): the keys of its entry
+    /// that differ, sorted, or `["(only in A)"]` / `["(only in B)"]`.
+    pub task_keys: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -32,7 +32,11 @@ impl Report {
                 out += "  [[wave]]s changed\n";
             }
             if !s.tasks.is_empty() {
-                out += &format!("  tasks changed: {}\n", s.tasks.join(", "));
+                let named = |id: &String| match s.task_keys.get(id) {
+                    Some(keys) if !keys.is_empty() => format!("{id} ({})", keys.join(", ")),
+                    _ => id.clone(),
+                };
+                out += &format!("  tasks changed: {}\n", s.tasks.iter().map(named).collect::<Vec<_>>().join(", "));
             }
         }
         if let Some(d) = &self.first_divergence {

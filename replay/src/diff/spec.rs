@@ -21,16 +21,30 @@ pub(super) fn spec_diff(a: &Facts, b: &Facts) -> Option<SpecDiff> {
     if sa == sb {
         return None;
     }
-    let (run_keys, waves, tasks) = match (&a.parsed, &b.parsed) {
+    let (run_keys, waves, tasks, task_keys) = match (&a.parsed, &b.parsed) {
         (Some(x), Some(y)) => parsed_diff(a, b, x, y),
         _ => json_diff(a, b, sa, sb),
     };
     let run = run_keys.is_some();
-    Some(SpecDiff { digests: [da, db], run, run_keys: run_keys.unwrap_or_default(), waves, tasks })
+    Some(SpecDiff { digests: [da, db], run, run_keys: run_keys.unwrap_or_default(), waves, tasks, task_keys })
 }
 
-/// `[run]` as one side and the other hold it: None when equal, else the keys whose values
-/// differ (one side leaving a key out counts), sorted — empty when `[run]` is not a table.
+/// How many changed tasks have their changed keys named (a spec rewritten whole would
+/// otherwise name every key of every task).
+pub(super) const KEYED_TASKS: usize = 50;
+
+/// The keys of a task's entry that differ between the sides, or which side alone has it.
+fn task_keys(a: Option<Value>, b: Option<Value>) -> Vec<String> {
+    match (a, b) {
+        (Some(x), Some(y)) => run_keys(Some(&x), Some(&y)).unwrap_or_default(),
+        (Some(_), None) => vec!["(only in A)".into()],
+        (None, _) => vec!["(only in B)".into()],
+    }
+}
+
+/// `[run]` (or a task's entry) as one side and the other hold it: None when equal, else
+/// the keys whose values differ (one side leaving a key out counts), sorted — empty when
+/// it is not a table.
 fn run_keys(a: Option<&Value>, b: Option<&Value>) -> Option<Vec<String>> {
     if a == b {
         return None;
@@ -47,21 +61,31 @@ fn run_keys(a: Option<&Value>, b: Option<&Value>) -> Option<Vec<String>> {
 /// B's declaration order. An id declared twice compares its last entry, as the JSON
 /// comparison below does. For such texts the two comparisons agree (a part parses back
 /// from exactly the JSON it was written as), without building a JSON value per task.
-fn parsed_diff(a: &Facts, b: &Facts, x: &Spec, y: &Spec) -> (Option<Vec<String>>, bool, Vec<String>) {
-    let changed =
+fn parsed_diff(a: &Facts, b: &Facts, x: &Spec, y: &Spec) -> Parts {
+    let changed: Vec<String> =
         Facts::both_orders(a, b).filter(|id| a.spec_entry(x, id) != b.spec_entry(y, id)).map(String::from).collect();
+    let json = |t: Option<&orch_engine::spec::TaskSpec>| t.and_then(|t| serde_json::to_value(t).ok());
+    let keys = changed
+        .iter()
+        .take(KEYED_TASKS)
+        .map(|id| (id.clone(), task_keys(json(a.spec_entry(x, id)), json(b.spec_entry(y, id)))))
+        .collect();
     let run = (x.run != y.run)
         .then(|| {
             let (vx, vy) = (serde_json::to_value(&x.run).ok(), serde_json::to_value(&y.run).ok());
             run_keys(vx.as_ref(), vy.as_ref())
         })
         .flatten();
-    (run, x.waves != y.waves, changed)
+    (run, x.waves != y.waves, changed, keys)
 }
+
+/// What the spec section is made of: `[run]`'s changed keys, whether the waves differ,
+/// the changed tasks, and the changed keys of the first of those.
+type Parts = (Option<Vec<String>>, bool, Vec<String>, BTreeMap<String, Vec<String>>);
 
 /// The reference, and the way for a spec that does not parse or is written otherwise
 /// (by hand, or by another version): the two compared as JSON values.
-fn json_diff(a: &Facts, b: &Facts, sa: &str, sb: &str) -> (Option<Vec<String>>, bool, Vec<String>) {
+fn json_diff(a: &Facts, b: &Facts, sa: &str, sb: &str) -> Parts {
     let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
     let (ja, jb) = (parse(sa), parse(sb));
     let tasks_of = |j: &Value| -> BTreeMap<String, Value> {
@@ -83,7 +107,12 @@ fn json_diff(a: &Facts, b: &Facts, sa: &str, sb: &str) -> (Option<Vec<String>>, 
             changed.push(id.to_string());
         }
     }
-    (run_keys(ja.get("run"), jb.get("run")), ja.get("wave") != jb.get("wave"), changed)
+    let keys = changed
+        .iter()
+        .take(KEYED_TASKS)
+        .map(|id| (id.clone(), task_keys(ta.get(id).cloned(), tb.get(id).cloned())))
+        .collect();
+    (run_keys(ja.get("run"), jb.get("run")), ja.get("wave") != jb.get("wave"), changed, keys)
 }
 
 #[cfg(test)]
@@ -193,6 +222,22 @@ mod tests {
         let diff = spec_diff(&fa, &fb).expect("the specs differ");
         assert!(diff.run);
         assert_eq!(diff.run_keys, ["max_concurrency", "name", "seed"]);
+        assert_eq!(Some(diff), by_json(&fa, &fb));
+    }
+
+    #[test]
+    fn the_task_keys_that_differ_are_named() {
+        let mut a = Spec::default();
+        a.tasks.push(TaskSpec { id: "t".into(), command: Some(Command::Shell("true".into())), ..TaskSpec::default() });
+        let mut b = a.clone();
+        b.tasks[0].more_mut().retry.max_attempts = 3;
+        b.tasks[0].after = vec!["n".into()];
+        b.tasks.push(TaskSpec { id: "n".into(), command: Some(Command::Shell("true".into())), ..TaskSpec::default() });
+        let (fa, fb) = (facts(&a), facts(&b));
+        let diff = spec_diff(&fa, &fb).expect("the specs differ");
+        let keys: Vec<(&str, Vec<&str>)> =
+            diff.task_keys.iter().map(|(t, k)| (t.as_str(), k.iter().map(String::as_str).collect())).collect();
+        assert_eq!(keys, [("n", vec!["(only in B)"]), ("t", vec!["after", "retry"])]);
         assert_eq!(Some(diff), by_json(&fa, &fb));
     }
 
