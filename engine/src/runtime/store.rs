@@ -64,7 +64,10 @@ impl Store {
     /// missing: a run's children write their output there, and a resumed run may find
     /// it deleted (to save space) since.
     pub fn make_blobs_dir(&self) -> Result<(), StoreError> {
-        fs::create_dir_all(self.blobs_dir().join("tmp")).map_err(io(self.blobs_dir()))
+        let tmp = self.blobs_dir().join("tmp");
+        fs::create_dir_all(&tmp).map_err(io(self.blobs_dir()))?;
+        sweep_parts(&tmp);
+        Ok(())
     }
 
     /// Creates the directory of a new run and keeps its spec text there (as
@@ -170,6 +173,22 @@ pub struct Resolved {
     pub log: PathBuf,
 }
 
+/// Removes the temporary files (`part-PID-...`) that an orch killed while storing an
+/// output left in `tmp`: those of a process that is gone. (A pid in use again keeps its
+/// files: they may be that process's own.)
+fn sweep_parts(tmp: &Path) {
+    let Ok(entries) = fs::read_dir(tmp) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name.to_str().and_then(|n| n.strip_prefix("part-")?.split('-').next()?.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
 fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
     let path = path.into();
     move |source| StoreError::Io { path, source }
@@ -194,6 +213,25 @@ fn utc_stamp(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temporary_files_of_a_gone_process_are_swept_when_the_store_is_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path());
+        store.make_blobs_dir().unwrap();
+        let tmp = store.blobs_dir().join("tmp");
+        // A process that is gone (reaped), one that is not (this one), and another file.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        let names = [format!("part-{gone}-5-0"), format!("part-{}-5-0", std::process::id()), "other".to_string()];
+        for name in &names {
+            fs::write(tmp.join(name), "x").unwrap();
+        }
+        store.make_blobs_dir().unwrap();
+        let left: Vec<bool> = names.iter().map(|n| tmp.join(n).exists()).collect();
+        assert_eq!(left, [false, true, true]);
+    }
 
     #[test]
     fn stamps_are_utc_civil_time() {
