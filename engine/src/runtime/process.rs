@@ -329,10 +329,14 @@ pub fn start_ticks(pid: u32) -> Option<u64> {
 }
 
 /// A process's group and start time (`/proc/PID/stat` fields 5 and 22), or `None` if
-/// it is gone.
+/// it is gone — or dead and not yet reaped (a zombie, which a slow init may keep for
+/// seconds, runs nothing and holds no file).
 pub fn group_and_start(pid: u32) -> Option<(i32, u64)> {
     stat_fields(pid, |mut fields| {
-        let pgrp = fields.nth(2)?.parse().ok()?;
+        if matches!(fields.next()?, "Z" | "X" | "x") {
+            return None;
+        }
+        let pgrp = fields.nth(1)?.parse().ok()?;
         Some((pgrp, fields.nth(16)?.parse().ok()?))
     })
 }

@@ -182,3 +182,22 @@ fn a_task_without_command_succeeds_at_once() {
     assert_eq!(started.pgid, None);
     assert_eq!(rx.try_recv().unwrap().status, ExitStatus::Code(0));
 }
+
+/// A process's group and start time, as groups.rs checks them; a zombie (exited, not
+/// yet reaped) counts as gone, though /proc still lists it.
+#[test]
+fn a_zombie_is_no_member_of_a_group() {
+    let me = std::process::id();
+    let pgrp = nix::unistd::getpgrp().as_raw();
+    assert_eq!(process::group_and_start(me), Some((pgrp, process::start_ticks(me).unwrap())));
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    // Not waited for yet: once it has exited it is a zombie.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while process::group_and_start(pid).is_some() {
+        assert!(std::time::Instant::now() < deadline, "the child never became a zombie");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(process::start_ticks(pid).is_some(), "still listed in /proc: a zombie");
+    child.wait().unwrap();
+}

@@ -32,7 +32,9 @@ impl Report {
                 out += "  [[wave]]s changed\n";
             }
             if !s.tasks.is_empty() {
-                let named = |id: &String| match s.task_keys.get(id) {
+                let named = |id: &String| match s.task_keys.get(id).map(Vec::as_slice) {
+                    // `(only in A)`: already in parentheses.
+                    Some([only]) if only.starts_with('(') => format!("{id} {only}"),
                     Some(keys) if !keys.is_empty() => format!("{id} ({})", keys.join(", ")),
                     _ => id.clone(),
                 };
