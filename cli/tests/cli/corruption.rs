@@ -86,21 +86,18 @@ fn a_refused_resume_leaves_the_log_as_it_was() {
 /// otherwise; `ls` listed the run as failed.
 #[test]
 fn a_well_framed_log_that_cannot_be_applied_is_bad_input_everywhere() {
-    use orch_engine::journal::{read_records, Journal};
     use orch_engine::record::Event;
     let s = Scratch::new();
     s.orch(&["run", &example("retries.toml"), "--sim"]).code(1);
     let id = s.run_ids().remove(0);
     let log = s.segment(&id).parent().unwrap().to_path_buf();
-    let mut records = read_records(&log).unwrap();
-    let exit = records.iter().position(|r| matches!(r.event, Event::AttemptExited(_))).unwrap();
-    if let Event::AttemptExited(e) = &mut records[exit].event {
-        e.task = "nobody".into();
-    }
-    std::fs::remove_dir_all(&log).unwrap();
-    let mut journal = Journal::create(&log, orch_log_format::Options::default()).unwrap();
-    journal.append(&records).unwrap();
-    journal.close().unwrap();
+    let mut exit = 0;
+    s.rewrite_log(&id, |records| {
+        exit = records.iter().position(|r| matches!(r.event, Event::AttemptExited(_))).unwrap();
+        if let Event::AttemptExited(e) = &mut records[exit].event {
+            e.task = "nobody".into();
+        }
+    });
     s.orch(&["verify", &id]).code(0);
 
     let report = s.path().join("r.html");

@@ -92,6 +92,23 @@ impl Scratch {
     fn segment(&self, run: &str) -> PathBuf {
         self.path().join(".orch/runs").join(run).join("log/00000000000000000000.seg")
     }
+
+    /// Writes `run`'s log again from its records as `edit` leaves them (checksums and
+    /// chain right): a log no engine wrote, for the readers to meet. Returns the records.
+    fn rewrite_log(
+        &self,
+        run: &str,
+        edit: impl FnOnce(&mut Vec<orch_engine::record::Record>),
+    ) -> Vec<orch_engine::record::Record> {
+        let log = self.path().join(".orch/runs").join(run).join("log");
+        let mut records = orch_engine::journal::read_records(&log).unwrap();
+        edit(&mut records);
+        std::fs::remove_dir_all(&log).unwrap();
+        let mut journal = orch_engine::journal::Journal::create(&log, orch_log_format::Options::default()).unwrap();
+        journal.append(&records).unwrap();
+        journal.close().unwrap();
+        records
+    }
 }
 
 /// What one `orch` invocation produced.

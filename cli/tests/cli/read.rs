@@ -158,20 +158,13 @@ fn show_prints_a_chain_50000_deep() {
 /// a run that finished (0, whatever its outcome).
 #[test]
 fn followers_of_a_run_whose_engine_died_exit_1() {
-    use orch_engine::journal::{read_records, Journal};
     let s = Scratch::new();
     s.orch(&["run", &example("retries.toml"), "--sim"]).code(1);
     let id = s.run_ids().remove(0);
     s.orch(&["log", &id, "--follow", "--from", "100000"]).code(0);
     s.orch(&["show", &id, "--watch"]).code(0);
 
-    let log = s.path().join(".orch/runs").join(&id).join("log");
-    let mut records = read_records(&log).unwrap();
-    records.truncate(records.len() - 3);
-    std::fs::remove_dir_all(&log).unwrap();
-    let mut journal = Journal::create(&log, orch_log_format::Options::default()).unwrap();
-    journal.append(&records).unwrap();
-    journal.close().unwrap();
+    let records = s.rewrite_log(&id, |records| records.truncate(records.len() - 3));
 
     let follow = s.orch(&["log", &id, "--follow"]);
     follow.code(1).stderr_has("the run's engine is gone and the run did not finish");
