@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use crate::graph::Graph;
+use crate::graph::{Graph, GraphImage};
 use crate::record::{Digest, Event, ParentWoken, Record, RunOutcome, RunStarted, TimerKey};
 use crate::scheduler::decide_into;
 use crate::spec::Spec;
-use crate::state::{ApplyError, State};
+use crate::state::{compile_started, ApplyError, State};
 
 /// An effect the driver must perform for a decision (replay performs none).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +79,11 @@ impl Core {
     /// Starts a run of an already compiled workflow: the run-started input is made from
     /// `graph.spec` and applied without parsing the spec back out of it.
     pub fn start(&mut self, graph: Arc<Graph>, executor: &str, out: &mut Vec<Record>) -> Result<(), ApplyError> {
-        let record = Record::new(0, run_started(&graph.spec, executor));
+        let mut started = run_started(&graph.spec, executor);
+        if let Event::RunStarted(r) = &mut started {
+            r.image = Some(Box::new(GraphImage::of(&graph)));
+        }
+        let record = Record::new(0, started);
         self.state.apply_started(&record, graph)?;
         out.push(record);
         self.settle(out)
@@ -92,7 +96,14 @@ impl Core {
         if !record.event.is_input() {
             return Err(ApplyError::Inconsistent(format!("{} is a decision, not an input", record.event.name())));
         }
-        self.state.apply(record)?;
+        match &record.event {
+            // An engine that decides needs every task's spec: compile it (a fold would
+            // take the record's compiled graph, which carries no commands).
+            Event::RunStarted(r) if self.state.graph().is_none() => {
+                self.state.apply_started(record, Arc::new(compile_started(r)?))?
+            }
+            _ => self.state.apply(record)?,
+        }
         self.settle(out)
     }
 
@@ -134,7 +145,12 @@ impl Core {
 /// The run-started input for `spec` (already effective: defaults and overrides applied).
 pub fn run_started(spec: &Spec, executor: &str) -> Event {
     let json = serde_json::to_string(spec).expect("a spec always serializes");
-    Event::RunStarted(RunStarted { spec_digest: Digest::of(json.as_bytes()), spec: json, executor: executor.into() })
+    Event::RunStarted(RunStarted {
+        spec_digest: Digest::of(json.as_bytes()),
+        spec: json,
+        executor: executor.into(),
+        image: None,
+    })
 }
 
 /// The effects of one record, appended to `out`. `state` is the state after the step
@@ -160,8 +176,7 @@ pub fn actions(record: &Record, state: &State, out: &mut Vec<Action>) {
             // the parent is being cancelled, or the parent is over (the wake is recorded
             // all the same; nothing waits for such an answer).
             let graph = state.graph().expect("a parent was woken: the run has started");
-            if graph.task(&w.parent).is_some_and(|p| graph.task_spec(p).more().hook.is_some() && state.hook_matters(p))
-            {
+            if graph.task(&w.parent).is_some_and(|p| graph.node(p).hook && state.hook_matters(p)) {
                 out.push(Action::RunHook { woken: w.clone() });
             }
         }

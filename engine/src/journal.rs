@@ -8,9 +8,8 @@ use std::sync::Arc;
 use orch_log_format::{Options, Reader, Writer};
 
 use crate::graph::Graph;
-use crate::record::{DecodeError, Digest, Event, Record};
-use crate::spec::Spec;
-use crate::state::{ApplyError, State};
+use crate::record::{DecodeError, Digest, Event, Record, RunStarted};
+use crate::state::{compile_started, ApplyError, State};
 
 /// Why records could not be read back from a log.
 #[derive(Debug, thiserror::Error)]
@@ -97,18 +96,25 @@ pub fn read_records(dir: &Path) -> Result<Vec<Record>, ReadError> {
 /// digest as recorded: what `recover::recover_compiled` takes, so a reader can compile it
 /// (the larger part of replaying a big run) while it reads the rest of the log. None when
 /// the first record is missing, unreadable, not a run-started record, or its spec does
-/// not match its digest or is invalid: the full path (`recover`) then says why.
+/// not match its digest or is invalid (or its compiled graph is not the spec's): the full
+/// path (`recover`) then says why.
 pub fn first_graph(dir: &Path) -> Option<(Digest, Arc<Graph>)> {
+    compiled(&first_started(dir)?)
+}
+
+fn compiled(started: &RunStarted) -> Option<(Digest, Arc<Graph>)> {
+    let graph = compile_started(started).ok()?;
+    Some((started.spec_digest, Arc::new(graph)))
+}
+
+/// The log's first record, when it is a readable run-started record.
+fn first_started(dir: &Path) -> Option<RunStarted> {
     let reader = Reader::open(dir).ok()?;
     let item = reader.iter().next()?.ok()?;
-    let record = Record::decode(item.payload).ok()?;
-    let Event::RunStarted(started) = &record.event else { return None };
-    if Digest::of(started.spec.as_bytes()) != started.spec_digest {
-        return None;
+    match Record::decode(item.payload).ok()?.event {
+        Event::RunStarted(started) => Some(started),
+        _ => None,
     }
-    let spec: Spec = serde_json::from_str(&started.spec).ok()?;
-    let graph = Graph::compile(spec, "run_started").ok()?;
-    Some((started.spec_digest, Arc::new(graph)))
 }
 
 /// A log read whole while its run-started spec was compiled on a second thread: for a
@@ -121,10 +127,12 @@ pub struct Loaded {
 }
 
 /// Reads every record of the log in `dir` (as `read_records`), compiling the run-started
-/// record's spec meanwhile (as `first_graph`).
+/// record's spec meanwhile (as `first_graph`) unless the record carries its compiled
+/// graph: the fold then loads that, which is faster than any compiling (and a view needs
+/// no task specs).
 pub fn read_compiling(dir: &Path) -> Result<Loaded, ReadError> {
     let (records, compiled) = std::thread::scope(|s| {
-        let compiling = s.spawn(|| first_graph(dir));
+        let compiling = s.spawn(|| first_started(dir).filter(|r| r.image.is_none()).as_ref().and_then(compiled));
         let records = read_records(dir);
         (records, compiling.join().ok().flatten())
     });
@@ -332,9 +340,34 @@ mod tests {
         }
     }
 
+    /// The log of `log()` as an orch before kind 11 wrote it: no compiled graph.
+    fn legacy_log() -> (tempfile::TempDir, Vec<Record>) {
+        let (_, mut records) = log();
+        if let Event::RunStarted(r) = &mut records[0].event {
+            r.image = None;
+        }
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut journal =
+            Journal::create(tmp.path(), Options { durability: Durability::Never, segment_bytes: 4096 }).expect("log");
+        journal.append(&records).expect("append");
+        journal.close().expect("close");
+        (tmp, records)
+    }
+
     #[test]
     fn a_log_read_while_compiling_folds_as_its_records_do() {
+        // The run-started record carries the compiled graph: nothing is compiled, the
+        // fold loads it.
         let (tmp, records) = log();
+        assert!(matches!(&records[0].event, Event::RunStarted(r) if r.image.is_some()));
+        let loaded = read_compiling(tmp.path()).expect("read");
+        assert_eq!(loaded.records, records);
+        assert!(loaded.compiled.is_none(), "nothing to compile");
+        let whole = format!("{:?}", State::fold(&records).expect("fold"));
+        assert_eq!(format!("{:?}", loaded.fold().expect("fold")), whole);
+
+        // A log without it: its spec compiles on the second thread.
+        let (tmp, records) = legacy_log();
         let loaded = read_compiling(tmp.path()).expect("read");
         assert_eq!(loaded.records, records);
         assert!(loaded.compiled.is_some(), "the spec compiled on the second thread");
@@ -344,7 +377,7 @@ mod tests {
 
     #[test]
     fn a_graph_of_another_spec_is_not_used_and_errors_are_those_of_the_fold() {
-        let (tmp, records) = log();
+        let (tmp, records) = legacy_log();
         let (_, other) = first_graph(tmp.path()).expect("compiles");
         // As if the log had been replaced between the two reads: the first record names
         // another digest than the graph was compiled from.

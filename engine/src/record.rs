@@ -11,6 +11,7 @@ use serde::ser::SerializeTuple;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use crate::digest::Digest;
+use crate::graph::GraphImage;
 pub use control::*;
 
 mod control;
@@ -38,7 +39,10 @@ macro_rules! events {
         impl Event {
             /// The kind's permanent numeric code.
             pub fn code(&self) -> u16 {
-                match self { $( Event::$variant(_) => $code, )* }
+                match self {
+                    Event::RunStarted(r) if r.image.is_some() => RUN_STARTED_COMPILED,
+                    $( Event::$variant(_) => $code, )*
+                }
             }
 
             /// The kind's stable snake_case name (used in JSON and text renderings).
@@ -62,6 +66,7 @@ macro_rules! events {
 
             fn deserialize_body<'de, A: SeqAccess<'de>>(code: u16, seq: &mut A) -> Result<Option<Event>, A::Error> {
                 Ok(match code {
+                    RUN_STARTED_COMPILED => seq.next_element::<RunStarted>()?.map(Event::RunStarted),
                     $( $code => seq.next_element::<$body>()?.map(Event::$variant), )*
                     other => {
                         return Err(de::Error::custom(format_args!(
@@ -73,7 +78,7 @@ macro_rules! events {
         }
 
         /// All kind codes with their names, for docs and tests.
-        pub const KINDS: &[(u16, &str)] = &[ $( ($code, $name), )* ];
+        pub const KINDS: &[(u16, &str)] = &[ $( ($code, $name), )* (RUN_STARTED_COMPILED, "run_started") ];
     };
 }
 
@@ -121,14 +126,38 @@ impl Event {
 /// closures in the caller's process (`inproc`).
 pub const EXECUTORS: [&str; 3] = ["sim", "process", "in_process"];
 
+/// The code of a run-started record that carries its compiled graph (`image`); one
+/// without it keeps code 1. A field added is a new kind: an older orch refuses the record
+/// by its code instead of misreading it.
+pub const RUN_STARTED_COMPILED: u16 = 11;
+
 /// The run began. Carries the effective spec (defaults resolved, CLI overrides applied)
-/// as canonical JSON, so the log alone is enough to replay the run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// as canonical JSON, so the log alone is enough to replay the run; and, since kind 11,
+/// the graph compiled from it (`GraphImage`), so that a fold need not compile it. The
+/// image is derived data and is left out of the JSON rendering.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct RunStarted {
     pub spec: String,
     pub spec_digest: Digest,
     /// One of `EXECUTORS`.
     pub executor: String,
+    #[serde(default)]
+    pub image: Option<Box<GraphImage>>,
+}
+
+impl Serialize for RunStarted {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let image = self.image.as_ref().filter(|_| !s.is_human_readable());
+        let mut st = s.serialize_struct("RunStarted", 3 + image.is_some() as usize)?;
+        st.serialize_field("spec", &self.spec)?;
+        st.serialize_field("spec_digest", &self.spec_digest)?;
+        st.serialize_field("executor", &self.executor)?;
+        if let Some(image) = image {
+            st.serialize_field("image", image)?;
+        }
+        st.end()
+    }
 }
 
 /// An attempt's process ended.
@@ -427,6 +456,14 @@ impl<'de> Deserialize<'de> for Record {
                 let code: u16 = seq.next_element()?.ok_or_else(|| missing("kind"))?;
                 let time_ms: u64 = seq.next_element()?.ok_or_else(|| missing("time"))?;
                 let event = Event::deserialize_body(code, &mut seq)?.ok_or_else(|| missing("body"))?;
+                if let Event::RunStarted(r) = &event {
+                    if r.image.is_some() != (code == RUN_STARTED_COMPILED) {
+                        return Err(de::Error::custom(format_args!(
+                            "a run_started record of kind {code} must {}carry a compiled graph",
+                            if code == RUN_STARTED_COMPILED { "" } else { "not " }
+                        )));
+                    }
+                }
                 Ok(Record { time_ms, event })
             }
         }

@@ -64,7 +64,7 @@ pub fn task_rows(state: &State) -> Vec<TaskRow> {
             });
             TaskRow {
                 id: graph.id(t).to_string(),
-                title: graph.task_spec(t).more().title.clone(),
+                title: graph.title(t).map(str::to_string),
                 status,
                 mark: state.task(t).mark.map(|m| m.name()),
                 parent: graph.parent(t).map(|p| graph.id(p).to_string()),

@@ -73,7 +73,7 @@ impl Rollup {
                 r.queue_wait.push(QueueWait { task, ready_ms: ready, dispatched_ms: dispatched, wait_ms });
             }
         }
-        let costs: Vec<u64> = graph.spec.tasks.iter().filter_map(|t| t.more().cost).collect();
+        let costs: Vec<u64> = graph.costs().collect();
         r.cost_estimate = (!costs.is_empty()).then(|| costs.iter().sum());
         let (length, path) = critical_path(graph, tl);
         r.critical_path_ms = length;

@@ -3,7 +3,8 @@
 //! nothing already there is renumbered, so records before the submission still name the
 //! same tasks, waves and groups.
 
-use super::{id_hash, runs, Graph, Group, GroupIdx, Node, TaskIdx, Wave, WaveIdx, ROOT};
+use super::build::{node, sort_dedup_tail};
+use super::{runs, Graph, Group, GroupIdx, Node, TaskIdx, Wave, WaveIdx, ROOT};
 use crate::spec::{TaskSpec, WaveFailure};
 
 /// Where an added task went.
@@ -40,13 +41,13 @@ impl Graph {
             Some(w) => (w, false),
             None => {
                 let w = self.waves.len() as WaveIdx;
-                let parent_spec = parent.map(|p| &self.spec.tasks[p as usize]);
-                let on_failure = match parent_spec {
-                    Some(p) => p.more().on_child_failure.unwrap_or(WaveFailure::Hold),
+                let parent_node = parent.map(|p| &self.nodes[p as usize]);
+                let on_failure = match parent_node {
+                    Some(p) => p.child_failure.unwrap_or(WaveFailure::Hold),
                     // The run has nobody to hold: its own children fail it.
                     None => WaveFailure::FailParent,
                 };
-                let wake = parent_spec.and_then(|p| p.more().wake_policy).unwrap_or_default();
+                let wake = parent_node.and_then(|p| p.child_wake).unwrap_or_default();
                 let ordinal = self.groups[group as usize].waves.len() as u32;
                 self.groups[group as usize].waves.push(w);
                 self.waves.push(Wave {
@@ -68,39 +69,44 @@ impl Graph {
         let start = self.deps.len();
         let found: Vec<TaskIdx> = spec.after.iter().filter_map(|d| self.task(d)).collect();
         self.deps.extend(found);
-        self.deps[start..].sort_unstable();
-        let mut kept = start;
-        for k in start..self.deps.len() {
-            if kept == start || self.deps[kept - 1] != self.deps[k] {
-                self.deps[kept] = self.deps[k];
-                kept += 1;
-            }
-        }
-        self.deps.truncate(kept);
+        sort_dedup_tail(&mut self.deps, start);
         self.deps_at.push(self.deps.len() as u32);
-        for k in start..kept {
+        for k in start..self.deps.len() {
             let d = self.deps[k];
             self.late_dependents.entry(d).or_default().push(t);
         }
 
         // Id rank: its place in sorted order; every id after it moves up one.
-        let rank = self.by_id.partition_point(|&j| self.spec.tasks[j as usize].id < spec.id);
+        let rank = self.by_id.partition_point(|&j| self.id(j) < spec.id.as_str());
         self.by_id.insert(rank, t);
         for &j in &self.by_id[rank + 1..] {
             self.nodes[j as usize].id_rank += 1;
         }
         let ranks_moved = rank + 1 < self.by_id.len();
 
-        self.nodes.push(Node {
+        let more = spec.more();
+        let mut facts = node(Node {
             priority: spec.priority,
-            wave,
-            children: None,
-            id_rank: rank as u32,
             runs: runs(&spec),
+            hook: more.hook.is_some(),
+            on_stop: more.on_stop,
+            child_failure: more.on_child_failure,
+            child_wake: more.wake_policy,
+            ..Node::default()
         });
-        let tasks = &self.spec.tasks;
-        self.index.insert_unique(id_hash(&spec.id), t, |&j| id_hash(&tasks[j as usize].id));
-        self.spec.tasks.push(spec);
+        (facts.wave, facts.id_rank) = (wave, rank as u32);
+        if let Some(title) = &more.title {
+            self.titles.insert(t, title.clone());
+        }
+        if let Some(cost) = more.cost {
+            self.costs.insert(t, cost);
+        }
+        self.nodes.push(facts);
+        self.ids.insert(&spec.id, t);
+        // A graph loaded from an image has no task specs to keep this one beside.
+        if self.spec.tasks.len() + 1 == self.nodes.len() {
+            self.spec.tasks.push(spec);
+        }
         Placement { task: t, wave, new_wave, new_group, ranks_moved }
     }
 

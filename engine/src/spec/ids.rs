@@ -18,8 +18,8 @@ pub struct TaskIds {
     /// Indices hashed by id (`id_hash`). Only ever looked up, never iterated, so its order
     /// cannot reach anything folded or decided.
     pub(crate) table: HashTable<u32>,
-    /// Task `t`'s id is `bytes[at[t]..at[t + 1]]`.
-    pub(crate) bytes: Vec<u8>,
+    /// Task `t`'s id is `text[at[t]..at[t + 1]]`.
+    pub(crate) text: String,
     pub(crate) at: Vec<u32>,
 }
 
@@ -40,45 +40,72 @@ impl TaskIds {
         u32::try_from(n).ok()?;
         let mut ids = TaskIds {
             table: HashTable::with_capacity(n),
-            bytes: Vec::with_capacity(total),
+            text: String::with_capacity(total),
             at: Vec::with_capacity(n + 1),
         };
         ids.at.push(0);
         let mut first = Vec::with_capacity(n);
         for (index, task) in spec.tasks.iter().enumerate() {
-            let id = task.id.as_str();
-            ids.bytes.extend_from_slice(id.as_bytes());
-            ids.at.push(ids.bytes.len() as u32);
-            let hash = id_hash(id);
-            let (bytes, at) = (&ids.bytes, &ids.at);
-            let entry = ids.table.entry(
-                hash,
-                |&j| arena_id(bytes, at, j) == id.as_bytes(),
-                |&j| id_hash_bytes(arena_id(bytes, at, j)),
-            );
-            first.push(*entry.or_insert(index as u32).get() as usize);
+            first.push(ids.insert(&task.id, index as u32) as usize);
         }
         Some((ids, first))
     }
 
+    /// The table of ids already laid out back to back (`text`, with task `t`'s ending at
+    /// `ends[t]`), as a compiled graph's image carries them. Every end must be in order
+    /// and on a character boundary, and no id may repeat.
+    pub fn from_arena(text: String, ends: &[u32]) -> Result<TaskIds, String> {
+        let mut at = Vec::with_capacity(ends.len() + 1);
+        at.push(0);
+        let mut ids = TaskIds { table: HashTable::with_capacity(ends.len()), text, at };
+        let mut start = 0;
+        for (t, &end) in ends.iter().enumerate() {
+            if end < start || !ids.text.is_char_boundary(end as usize) {
+                return Err(format!("task {t}'s id ends at byte {end}, not after {start} on a character boundary"));
+            }
+            ids.at.push(end);
+            let id = &ids.text[start as usize..end as usize];
+            let hash = id_hash(id);
+            let (text, at) = (&ids.text, &ids.at);
+            if ids.table.find(hash, |&j| arena_id(text, at, j) == id).is_some() {
+                return Err(format!("task {t}'s id {id:?} repeats"));
+            }
+            ids.table.insert_unique(hash, t as u32, |&j| id_hash(arena_id(text, at, j)));
+            start = end;
+        }
+        if start as usize != ids.text.len() {
+            return Err(format!("{} bytes of ids belong to no task", ids.text.len() - start as usize));
+        }
+        Ok(ids)
+    }
+
+    /// Appends `id` as task `index` (the next one), unless it is there already; returns
+    /// the index the id maps to.
+    pub(crate) fn insert(&mut self, id: &str, index: u32) -> u32 {
+        self.text.push_str(id);
+        self.at.push(self.text.len() as u32);
+        let hash = id_hash(id);
+        let (text, at) = (&self.text, &self.at);
+        *self
+            .table
+            .entry(hash, |&j| arena_id(text, at, j) == id, |&j| id_hash(arena_id(text, at, j)))
+            .or_insert(index)
+            .get()
+    }
+
     /// The first declared task with this id.
     pub fn get(&self, id: &str) -> Option<usize> {
-        self.table.find(id_hash(id), |&j| self.id(j) == id.as_bytes()).map(|&j| j as usize)
+        self.table.find(id_hash(id), |&j| self.id(j) == id).map(|&j| j as usize)
     }
 
-    /// Task `t`'s id, as bytes (a valid `str`: copied from one).
-    pub(crate) fn id(&self, t: u32) -> &[u8] {
-        arena_id(&self.bytes, &self.at, t)
+    /// Task `t`'s id.
+    pub(crate) fn id(&self, t: u32) -> &str {
+        arena_id(&self.text, &self.at, t)
     }
 }
 
-fn arena_id<'a>(bytes: &'a [u8], at: &[u32], t: u32) -> &'a [u8] {
-    &bytes[at[t as usize] as usize..at[t as usize + 1] as usize]
-}
-
-/// `id_hash` of an id held as bytes: the arena holds only whole, valid UTF-8 ids.
-fn id_hash_bytes(id: &[u8]) -> u64 {
-    id_hash(std::str::from_utf8(id).expect("the arena holds whole ids"))
+fn arena_id<'a>(text: &'a str, at: &[u32], t: u32) -> &'a str {
+    &text[at[t as usize] as usize..at[t as usize + 1] as usize]
 }
 
 #[cfg(test)]
@@ -102,7 +129,7 @@ mod tests {
         assert_eq!(ids.get(""), Some(3));
         assert_eq!(ids.get("ccc"), Some(4));
         assert_eq!(ids.get("b"), None);
-        assert_eq!(ids.id(4), b"ccc");
+        assert_eq!(ids.id(4), "ccc");
     }
 
     #[test]

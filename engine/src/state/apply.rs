@@ -8,7 +8,7 @@ use super::lifecycle::{AttemptOutcome, Phase, TaskEvent};
 use super::{ApplyError, Ending, GroupState, ReadyKey, RunPhase, State, TaskState, WaveState, WaveStatus};
 use crate::aggregate;
 use crate::graph::{Graph, TaskIdx, WaveIdx, ROOT};
-use crate::record::{Digest, Event, Record, RunOutcome, TimerKey};
+use crate::record::{Digest, Event, Record, RunOutcome, RunStarted, TimerKey};
 use crate::spec::Spec;
 
 impl State {
@@ -38,7 +38,7 @@ impl State {
 
     fn apply_event(&mut self, event: &Event) -> Result<(), ApplyError> {
         match event {
-            Event::RunStarted(r) => self.start(&r.spec, r.spec_digest, &r.executor),
+            Event::RunStarted(r) => self.start(r),
             Event::AttemptExited(e) => {
                 let t = self.lookup(&e.task)?;
                 let kill = match self.tasks[t as usize].phase {
@@ -168,7 +168,7 @@ impl State {
                 let expected = self.wakes.pop_front();
                 check(expected.as_ref() == Some(w), "parent_woken that no completion called for")?;
                 let p = self.lookup(&w.parent)?;
-                if self.g().task_spec(p).more().hook.is_some() {
+                if self.g().node(p).hook {
                     self.hooks.entry(p).or_default().push_back(w.clone());
                 }
                 Ok(())
@@ -221,16 +221,20 @@ impl State {
         }
     }
 
-    fn start(&mut self, spec_json: &str, digest: Digest, executor: &str) -> Result<(), ApplyError> {
+    /// A fold's start: the graph from the image the record carries when it has one (the
+    /// fold needs no task specs; see `Graph::load`), else compiled from its spec.
+    fn start(&mut self, r: &RunStarted) -> Result<(), ApplyError> {
         if self.graph.is_some() {
             return Err(ApplyError::AlreadyStarted);
         }
-        if Digest::of(spec_json.as_bytes()) != digest {
-            return Err(ApplyError::BadSpec("spec digest does not match the spec".into()));
-        }
-        let spec: Spec = serde_json::from_str(spec_json).map_err(|e| ApplyError::BadSpec(e.to_string()))?;
-        let graph = Graph::compile(spec, "run_started").map_err(|e| ApplyError::BadSpec(e.to_string()))?;
-        self.init(Arc::new(graph), executor);
+        let graph = match &r.image {
+            Some(image) => {
+                check_digest(r)?;
+                Graph::load(image).map_err(|e| ApplyError::BadSpec(format!("compiled graph: {e}")))?
+            }
+            None => compile_started(r)?,
+        };
+        self.init(Arc::new(graph), &r.executor);
         Ok(())
     }
 
@@ -245,9 +249,7 @@ impl State {
         if self.graph.is_some() {
             return Err(ApplyError::AlreadyStarted);
         }
-        if Digest::of(r.spec.as_bytes()) != r.spec_digest {
-            return Err(ApplyError::BadSpec("spec digest does not match the spec".into()));
-        }
+        check_digest(r)?;
         started_as_written(record.time_ms, &r.executor)?;
         self.now_ms = record.time_ms;
         self.init(graph, &r.executor);
@@ -431,4 +433,26 @@ fn check(ok: bool, what: &str) -> Result<(), ApplyError> {
 fn started_as_written(time_ms: u64, executor: &str) -> Result<(), ApplyError> {
     check(time_ms == 0, "run_started at a time other than 0")?;
     check(crate::record::EXECUTORS.contains(&executor), "run_started names an executor there is none of")
+}
+
+/// The graph the spec of a run-started record compiles to, with every task's spec: what
+/// an engine that decides (resume, replay) needs. When the record carries a compiled
+/// graph too, it must be the one the spec compiles to: a fold builds on the image alone.
+pub fn compile_started(r: &RunStarted) -> Result<Graph, ApplyError> {
+    check_digest(r)?;
+    let spec: Spec = serde_json::from_str(&r.spec).map_err(|e| ApplyError::BadSpec(e.to_string()))?;
+    let graph = Graph::compile(spec, "run_started").map_err(|e| ApplyError::BadSpec(e.to_string()))?;
+    match &r.image {
+        Some(image) if !image.matches(&graph) => {
+            Err(ApplyError::BadSpec("the compiled graph it carries is not the one its spec compiles to".into()))
+        }
+        _ => Ok(graph),
+    }
+}
+
+fn check_digest(r: &RunStarted) -> Result<(), ApplyError> {
+    match Digest::of(r.spec.as_bytes()) == r.spec_digest {
+        true => Ok(()),
+        false => Err(ApplyError::BadSpec("spec digest does not match the spec".into())),
+    }
 }

@@ -226,7 +226,7 @@ impl State {
             return true;
         }
         let graph = self.g();
-        graph.task_spec(p).more().hook.is_some() && self.wakes.iter().any(|w| w.parent == graph.id(p))
+        graph.node(p).hook && self.wakes.iter().any(|w| w.parent == graph.id(p))
     }
 
     /// The run ends early: kill what runs, cancel everything else.

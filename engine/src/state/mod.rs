@@ -18,6 +18,7 @@ use std::sync::Arc;
 use crate::graph::{Graph, GroupIdx, TaskIdx, WaveIdx};
 use crate::record::{Digest, ExitStatus, KillReason, ParentWoken, Record, RunOutcome, Terminal, UpdateStatus, Verdict};
 
+pub use apply::compile_started;
 pub use lifecycle::{AttemptOutcome, Phase};
 pub use requests::{CONTEXT_ITEM_OVERHEAD, MAX_CONTEXT_BYTES, MAX_CONTEXT_KEY, MAX_CONTEXT_VALUE};
 

@@ -189,7 +189,7 @@ impl State {
         self.groups[g as usize].stopped = Some(reason.to_string());
         self.groups[g as usize].skip_rest = true;
         let cause = format!("stopped by {}'s hook: {reason}", graph.id(p));
-        let cancel_running = graph.task_spec(p).more().on_stop == OnStop::CancelRunning;
+        let cancel_running = graph.node(p).on_stop == OnStop::CancelRunning;
         let mut running = Vec::new();
         for &w in &graph.group(g).waves {
             if self.waves[w as usize].status == super::WaveStatus::Closed {

@@ -294,8 +294,12 @@ mod tests {
     #[test]
     fn tasks_only_records_name_follow_the_declared_ones_by_id() {
         let spec = r#"{"task":[{"id":"z","command":"true"},{"id":"m","command":"true","parent":"z"}]}"#;
-        let started =
-            RunStarted { spec: spec.into(), spec_digest: Digest::of(spec.as_bytes()), executor: "sim".into() };
+        let started = RunStarted {
+            spec: spec.into(),
+            spec_digest: Digest::of(spec.as_bytes()),
+            executor: "sim".into(),
+            image: None,
+        };
         let lost = record(Event::AttemptLost(AttemptLost { task: "lost-only".into(), attempt: 1 }));
         let records = [
             record(Event::RunStarted(started)),
@@ -318,7 +322,8 @@ mod tests {
 
     #[test]
     fn an_unreadable_spec_leaves_every_task_undeclared() {
-        let started = RunStarted { spec: "not json".into(), spec_digest: Digest::default(), executor: "sim".into() };
+        let started =
+            RunStarted { spec: "not json".into(), spec_digest: Digest::default(), executor: "sim".into(), image: None };
         let f = Facts::of(&[record(Event::RunStarted(started)), finished("y"), dispatched("x")]);
         assert_eq!(f.order().collect::<Vec<_>>(), ["x", "y"]);
         assert!(f.parsed.is_none());

@@ -131,6 +131,7 @@ mod tests {
             spec_digest: Digest::of(text.as_bytes()),
             spec: text,
             executor: "sim".into(),
+            image: None,
         });
         Facts::of(&[Record::new(0, event)])
     }
