@@ -10,6 +10,8 @@ mod build;
 mod grow;
 mod image;
 mod image_check;
+#[cfg(test)]
+mod image_tests;
 
 use std::collections::BTreeMap;
 

@@ -14,6 +14,7 @@ const CORE: &[&str] = &[
     "graph/grow.rs",
     "graph/image.rs",
     "graph/image_check.rs",
+    "graph/image_tests.rs",
     "view.rs",
     "record.rs",
     "record/control.rs",

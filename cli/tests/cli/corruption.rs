@@ -116,3 +116,45 @@ fn a_well_framed_log_that_cannot_be_applied_is_bad_input_everywhere() {
     // Not one for the scratch directory's check that every run replays.
     std::fs::remove_dir_all(log.parent().unwrap()).unwrap();
 }
+
+/// The run-started record carries the graph compiled from its spec, which a fold (`show`,
+/// `report`, `ls`) builds on without compiling the spec. An image that is malformed is
+/// bad input everywhere; one that is well formed but not the spec's is refused by every
+/// command that compiles the spec (`replay`, `resume`).
+#[test]
+fn a_compiled_graph_that_is_not_the_specs_is_refused() {
+    use orch_engine::record::Event;
+    let s = Scratch::new();
+    s.orch(&["run", &example("dag.toml"), "--sim"]).code(0);
+    let id = s.run_ids().remove(0);
+    let log = s.segment(&id).parent().unwrap().to_path_buf();
+    // Another spec's graph (that of retries.toml): well formed, not this spec's.
+    let other = Scratch::new();
+    other.orch(&["run", &example("retries.toml"), "--sim"]);
+    let other_id = other.run_ids().remove(0);
+    let other_log = other.segment(&other_id).parent().unwrap().to_path_buf();
+    let foreign = match &orch_engine::journal::read_records(&other_log).unwrap()[0].event {
+        Event::RunStarted(r) => r.image.clone(),
+        _ => panic!("run_started first"),
+    };
+    s.rewrite_log(&id, |records| match &mut records[0].event {
+        Event::RunStarted(r) => r.image = foreign,
+        _ => panic!("run_started first"),
+    });
+    s.orch(&["verify", &id]).code(0);
+    s.orch(&["replay", &id]).code(2).stderr_has("not the one its spec compiles to");
+
+    // A malformed one (one task, whose facts no orch writes): the fold refuses it,
+    // naming the record.
+    let bad = r#"["{}", "x", [1,0,0,0], [255,255,255,255], [0,0,0,0], [], [255,0], [0,0,0,0], [], [], []]"#;
+    let bad = serde_json::from_str(bad).expect("an image");
+    s.rewrite_log(&id, |records| match &mut records[0].event {
+        Event::RunStarted(r) => r.image = Some(Box::new(bad)),
+        _ => panic!("run_started first"),
+    });
+    for args in [vec!["show", &id], vec!["replay", &id]] {
+        s.orch(&args).code(2).stderr_has("seq 0");
+    }
+    std::fs::remove_dir_all(log.parent().unwrap()).unwrap();
+    std::fs::remove_dir_all(other_log.parent().unwrap()).unwrap();
+}

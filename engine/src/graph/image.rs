@@ -99,7 +99,7 @@ impl GraphImage {
 }
 
 /// u32s as a little-endian byte string.
-fn column(values: impl IntoIterator<Item = u32>) -> ByteBuf {
+pub(super) fn column(values: impl IntoIterator<Item = u32>) -> ByteBuf {
     ByteBuf::from(values.into_iter().flat_map(u32::to_le_bytes).collect::<Vec<u8>>())
 }
 
