@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use orch_log_format::layout::MAX_PAYLOAD_LEN;
+
 use crate::graph::{Graph, GraphImage};
 use crate::record::{Digest, Event, ParentWoken, Record, RunOutcome, RunStarted, TimerKey};
 use crate::scheduler::decide_into;
@@ -51,11 +53,6 @@ impl Core {
         Core::default()
     }
 
-    /// Resumes from a state folded from an existing log.
-    pub fn from_state(state: State) -> Core {
-        Core { state }
-    }
-
     pub fn state(&self) -> &State {
         &self.state
     }
@@ -71,9 +68,21 @@ impl Core {
             return Err(ApplyError::Inconsistent(format!("{} is a decision, not an input", input.name())));
         }
         let record = Record::new(time_ms, input);
-        self.state.apply(&record)?;
+        self.apply_input(&record)?;
         out.push(record);
         self.settle(out)
+    }
+
+    /// Applies an input. A core decides, so it needs every task's spec: a run-started
+    /// record's spec is compiled (a fold would load the compiled graph the record
+    /// carries, which has none), and its compiled graph checked against it.
+    fn apply_input(&mut self, record: &Record) -> Result<(), ApplyError> {
+        match &record.event {
+            Event::RunStarted(r) if self.state.graph().is_none() => {
+                self.state.apply_started(record, Arc::new(compile_started(r)?))
+            }
+            _ => self.state.apply(record),
+        }
     }
 
     /// Starts a run of an already compiled workflow: the run-started input is made from
@@ -81,7 +90,12 @@ impl Core {
     pub fn start(&mut self, graph: Arc<Graph>, executor: &str, out: &mut Vec<Record>) -> Result<(), ApplyError> {
         let mut started = run_started(&graph.spec, executor);
         if let Event::RunStarted(r) = &mut started {
-            r.image = Some(Box::new(GraphImage::of(&graph)));
+            // Unless spec and image together would not fit one record (a spec over
+            // ~170 MB): the record is then of kind 1, and a fold compiles the spec.
+            let image = GraphImage::of(&graph);
+            if r.spec.len() + image.encoded_len_bound() <= MAX_PAYLOAD_LEN - 1024 {
+                r.image = Some(Box::new(image));
+            }
         }
         let record = Record::new(0, started);
         self.state.apply_started(&record, graph)?;
@@ -96,14 +110,7 @@ impl Core {
         if !record.event.is_input() {
             return Err(ApplyError::Inconsistent(format!("{} is a decision, not an input", record.event.name())));
         }
-        match &record.event {
-            // An engine that decides needs every task's spec: compile it (a fold would
-            // take the record's compiled graph, which carries no commands).
-            Event::RunStarted(r) if self.state.graph().is_none() => {
-                self.state.apply_started(record, Arc::new(compile_started(r)?))?
-            }
-            _ => self.state.apply(record)?,
-        }
+        self.apply_input(record)?;
         self.settle(out)
     }
 

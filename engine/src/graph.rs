@@ -1,8 +1,9 @@
 //! The compiled workflow: tasks as dense indices with their edges, parents' children
 //! grouped into ordered waves, and the canonical dispatch rank of every task.
 //!
-//! Built once from a validated spec (from a file, or from the run-started record on
-//! replay). Task index = declaration order, which is also the order of every aggregate.
+//! Built once from a validated spec (from a file, or from the run-started record's spec
+//! when an engine resumes or replays), or loaded from the compiled image that record
+//! carries (a fold: see `image.rs`). Task index = declaration order, which is also the order of every aggregate.
 //! It grows only by appending (tasks that running children submit, see `grow.rs`), so
 //! an index, once given, never changes: the graph at the end of a run covers all of it.
 
@@ -112,7 +113,7 @@ impl Graph {
     }
 
     /// The graph a log's run-started record carries compiled (`GraphImage`), checked so
-    /// that nothing built on it can fail or loop: every index in range, ids unique and
+    /// that nothing a fold builds on it can fail or loop: every index in range, ids unique and
     /// sorted as recorded, no loop of parents or of `after`, waves that partition their
     /// groups. It has the run settings but no task specs (`has_tasks` is false): what
     /// folding a log needs, without parsing and compiling the spec. Whether the image is
@@ -149,7 +150,7 @@ impl Graph {
     /// Task `t`'s spec. Only on a graph that has them (`has_tasks`): one compiled from a
     /// spec, as every engine that decides or runs holds.
     pub fn task_spec(&self, t: TaskIdx) -> &TaskSpec {
-        debug_assert!(self.has_tasks(), "a graph loaded from an image has no task specs");
+        assert!(self.has_tasks(), "task specs asked of a graph loaded from its image: compile the spec to decide");
         &self.spec.tasks[t as usize]
     }
 

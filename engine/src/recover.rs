@@ -52,10 +52,12 @@ pub fn recover(records: &[Record]) -> Result<Recovered, RecoverError> {
 /// into `graph` — by a caller that compiled it while the rest of the log was being read
 /// (`journal::first_graph`). `spec_digest` is the digest of the spec it was compiled
 /// from: unless `records[0]` is a run-started record naming that very digest (say the
-/// log was replaced between the two reads), the graph is not used and the spec is
-/// compiled from the record, as `recover` does.
+/// log was replaced between the two reads) and carrying the compiled graph of `graph`
+/// if any, the graph is not used and the spec is compiled from the record, as `recover`
+/// does.
 pub fn recover_compiled(records: &[Record], spec_digest: Digest, graph: Arc<Graph>) -> Result<Recovered, RecoverError> {
-    let same = matches!(records.first().map(|r| &r.event), Some(Event::RunStarted(s)) if s.spec_digest == spec_digest);
+    let same = matches!(records.first().map(|r| &r.event), Some(Event::RunStarted(s))
+        if s.spec_digest == spec_digest && s.image.as_ref().is_none_or(|image| image.matches(&graph)));
     redrive(records, same.then_some(graph))
 }
 

@@ -121,7 +121,17 @@ fn an_image_that_is_not_the_specs_is_refused_where_the_spec_is_compiled() {
     };
     r.image = o.image.clone();
     let e = orch_engine::recover::recover(&forged).expect_err("refused");
-    assert!(e.to_string().contains("not the one its spec compiles to"), "{e}");
+    assert!(e.to_string().contains("invalid compiled graph: it is not the one the record's spec compiles to"), "{e}");
     // The untouched log re-decides.
     orch_engine::recover::recover(&records).expect("recovers");
+}
+
+#[test]
+fn a_core_handed_a_recorded_run_started_compiles_its_spec_to_decide() {
+    let records = toml(AB);
+    let mut core = orch_engine::core::Core::new();
+    let mut out = Vec::new();
+    core.handle(0, records[0].event.clone(), &mut out).expect("starts");
+    assert!(core.state().graph().expect("started").has_tasks());
+    assert!(out.iter().any(|r| matches!(r.event, Event::AttemptDispatched(_))), "{out:?}");
 }

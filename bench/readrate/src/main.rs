@@ -4,7 +4,8 @@
 //! `read_records` (map + CRC + decode), `State::fold`, `redecide` (fold + re-ask the
 //! scheduler at every input), and `diff(A, A)` at the default level; then the stages of
 //! `orch replay` and of the fold, so that a change can be traced to the stage it moved:
-//! the run-started record alone (spec parse + validate + compile), the spec's JSON parse
+//! the run-started record alone (loading its compiled graph; spec parse + validate +
+//! compile for a kind-1 record, from before the graph was carried), the spec's JSON parse
 //! and its compile on their own, decoding while folding (`fold_log`, no `Vec<Record>`),
 //! the timeline, rollup and summary from the folded state, and `orch replay`'s work in
 //! process (verify + read + redecide + summary), reading then folding against reading while
@@ -125,8 +126,10 @@ fn stages<'a>(
                     id: &'a str,
                     #[serde(default, borrow)]
                     after: Vec<&'a str>,
+                    #[allow(dead_code)]
                     #[serde(default)]
                     command: Option<serde::de::IgnoredAny>,
+                    #[allow(dead_code)]
                     #[serde(default)]
                     sim: Option<serde::de::IgnoredAny>,
                 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use super::{Graph, TaskIdx, WaveIdx};
-use crate::spec::{OnStop, Priority, WakePolicy, WaveFailure};
+use crate::spec::{OnStop, Priority, RunConfig, WakePolicy, WaveFailure};
 
 /// No task (a parent that is the run itself).
 pub(super) const NONE: u32 = u32::MAX;
@@ -88,13 +88,42 @@ impl GraphImage {
 
     /// Whether this is the image of `graph` (freshly compiled from the spec the record
     /// carries): an image that is not would fold a different run than its spec describes.
-    pub fn matches(&self, graph: &Graph) -> bool {
-        *self == GraphImage::of(graph)
+    /// At least the bytes its encoding takes (MessagePack adds at most 9 bytes a value).
+    pub fn encoded_len_bound(&self) -> usize {
+        let columns = [&self.id_ends, &self.parents, &self.dep_ends, &self.deps, &self.facts, &self.by_id];
+        let titles: usize = self.titles.iter().map(|(_, t)| t.len() + 24).sum();
+        let waves: usize = self.waves.iter().map(|w| w.tasks.len() + 64).sum();
+        self.run.len()
+            + self.ids.len()
+            + columns.iter().map(|c| c.len() + 9).sum::<usize>()
+            + titles
+            + 24 * self.costs.len()
+            + waves
+            + 64
     }
 
-    /// How many tasks it describes (as far as its id column says).
-    pub fn tasks(&self) -> usize {
-        self.id_ends.len() / 4
+    /// The run settings are compared as values, not as text, so that their JSON may
+    /// change shape (a new field left out when unset) without failing older logs. What
+    /// the columns mean is fixed by the record's kind: building graphs otherwise is a new
+    /// kind (the goldens, which replay through this check, hold it to that).
+    pub fn matches(&self, graph: &Graph) -> bool {
+        // Destructured whole, so that a field added is a field compared.
+        let GraphImage { run: _, ids, id_ends, parents, dep_ends, deps, facts, by_id, titles, costs, waves } =
+            GraphImage::of(graph);
+        let derived = (&ids, &id_ends, &parents, &dep_ends, &deps, &facts, &by_id, &titles, &costs, &waves);
+        let carried = (
+            &self.ids,
+            &self.id_ends,
+            &self.parents,
+            &self.dep_ends,
+            &self.deps,
+            &self.facts,
+            &self.by_id,
+            &self.titles,
+            &self.costs,
+            &self.waves,
+        );
+        derived == carried && serde_json::from_str::<RunConfig>(&self.run).is_ok_and(|run| run == graph.spec.run)
     }
 }
 
@@ -113,16 +142,28 @@ pub(super) fn numbers(bytes: &[u8], what: &str) -> Result<Vec<u32>, String> {
 
 /// A node's own facts in two bytes: priority (2 bits), runs, hook, on_stop; then
 /// `child_failure` and `child_wake`, each 0 for unset or 1 + the variant's position.
-fn pack(node: &super::Node) -> [u8; 2] {
+pub(super) fn pack(node: &super::Node) -> [u8; 2] {
     let flags = node.priority as u8
         | (node.runs as u8) << 2
         | (node.hook as u8) << 3
         | ((node.on_stop == OnStop::FinishRunning) as u8) << 4;
-    let failure = node.child_failure.map_or(0, |f| 1 + WAVE_FAILURES.iter().position(|&x| x == f).unwrap_or(0) as u8);
-    let wake = node.child_wake.map_or(0, |w| 1 + WAKE_POLICIES.iter().position(|&x| x == w).unwrap_or(0) as u8);
+    // Exhaustive matches, so that a new variant cannot be written as an old one.
+    let failure = match node.child_failure {
+        None => 0,
+        Some(WaveFailure::FailParent) => 1,
+        Some(WaveFailure::WarnAndContinue) => 2,
+        Some(WaveFailure::StopWave) => 3,
+        Some(WaveFailure::Hold) => 4,
+    };
+    let wake = match node.child_wake {
+        None => 0,
+        Some(WakePolicy::OnWaveComplete) => 1,
+        Some(WakePolicy::OnChildComplete) => 2,
+    };
     [flags, failure | wake << 4]
 }
 
+/// The variants in the order of their codes (`pack`); a test checks the two agree.
 const PRIORITIES: [Priority; 4] = [Priority::P0, Priority::P1, Priority::P2, Priority::P3];
 const WAVE_FAILURES: [WaveFailure; 4] =
     [WaveFailure::FailParent, WaveFailure::WarnAndContinue, WaveFailure::StopWave, WaveFailure::Hold];

@@ -80,6 +80,15 @@ impl GraphImage {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
+        // Every task runs something or has children (else it could never finish).
+        let mut has_children = vec![false; n];
+        for p in parent.iter().flatten() {
+            has_children[*p as usize] = true;
+        }
+        if let Some(t) = (0..n).find(|&t| !nodes[t].runs && !has_children[t]) {
+            return Err(format!("task {t} has nothing to run and no children"));
+        }
+
         let by_id = column(&self.by_id, "id order")?;
         let mut seen = vec![false; n];
         for (k, &t) in by_id.iter().enumerate() {
@@ -137,7 +146,8 @@ impl GraphImage {
         }
         for (p, (all, in_waves)) in children {
             if in_waves != 0 && in_waves != all {
-                return Err(format!("{in_waves} of the {all} children of {p} are in its declared waves"));
+                let owner = if p == NONE { "the run".to_string() } else { format!("task {p}") };
+                return Err(format!("{in_waves} of the {all} children of {owner} are in its declared waves"));
             }
         }
         Ok(waves)

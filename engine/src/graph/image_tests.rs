@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-use super::image::{column, numbers, GraphImage, NONE};
+use super::image::{column, numbers, pack, unpack, GraphImage, NONE};
 use super::Graph;
 use crate::spec::{Command, OnStop, Priority, Spec, TaskMore, TaskSpec, WakePolicy, WaveFailure, WaveSpec};
 
@@ -103,6 +103,7 @@ proptest! {
         // About half the random specs are valid (the rest wait on their own parents).
         let Ok(compiled) = Graph::compile(spec, "t") else { return Ok(()) };
         let image = GraphImage::of(&compiled);
+        prop_assert!(image.encoded_len_bound() >= rmp_serde::to_vec(&image).expect("encodes").len());
         let mut loaded = Graph::load(&image).expect("the image of a compiled graph loads");
         prop_assert!(!loaded.has_tasks() || loaded.is_empty());
         assert_same(&compiled, &loaded);
@@ -175,6 +176,7 @@ fn malformed_images_are_refused_with_a_reason() {
         "loop of `after`",
     );
     refused(|i| i.facts[0] = 0xff, "facts");
+    refused(|i| i.facts[0] &= !4, "task 0 has nothing to run and no children");
     refused(|i| i.facts[1] = 0x0f, "facts");
     refused(|i| i.facts.push(0), "facts column");
     refused(|i| set(&mut i.by_id, 0, 1), "twice");
@@ -204,4 +206,32 @@ fn a_forward_after_passes_the_loop_search() {
     let spec = Spec { tasks: vec![b, task("a")], ..Spec::default() };
     let compiled = Graph::compile(spec, "t").expect("valid");
     assert_same(&compiled, &Graph::load(&GraphImage::of(&compiled)).expect("loads"));
+}
+
+#[test]
+fn every_node_fact_packs_and_unpacks() {
+    use super::Node;
+    let failures = [
+        None,
+        Some(WaveFailure::FailParent),
+        Some(WaveFailure::WarnAndContinue),
+        Some(WaveFailure::StopWave),
+        Some(WaveFailure::Hold),
+    ];
+    let wakes = [None, Some(WakePolicy::OnWaveComplete), Some(WakePolicy::OnChildComplete)];
+    let mut seen = std::collections::BTreeSet::new();
+    for priority in [Priority::P0, Priority::P1, Priority::P2, Priority::P3] {
+        for (runs, hook) in [(false, false), (false, true), (true, false), (true, true)] {
+            for on_stop in [OnStop::CancelRunning, OnStop::FinishRunning] {
+                for child_failure in failures {
+                    for child_wake in wakes {
+                        let node = Node { priority, runs, hook, on_stop, child_failure, child_wake, ..Node::default() };
+                        let bytes = pack(&node);
+                        assert_eq!(unpack(bytes), Some(node), "{bytes:?}");
+                        assert!(seen.insert(bytes), "two nodes pack alike");
+                    }
+                }
+            }
+        }
+    }
 }

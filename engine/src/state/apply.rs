@@ -230,7 +230,7 @@ impl State {
         let graph = match &r.image {
             Some(image) => {
                 check_digest(r)?;
-                Graph::load(image).map_err(|e| ApplyError::BadSpec(format!("compiled graph: {e}")))?
+                Graph::load(image).map_err(ApplyError::BadGraph)?
             }
             None => compile_started(r)?,
         };
@@ -444,7 +444,7 @@ pub fn compile_started(r: &RunStarted) -> Result<Graph, ApplyError> {
     let graph = Graph::compile(spec, "run_started").map_err(|e| ApplyError::BadSpec(e.to_string()))?;
     match &r.image {
         Some(image) if !image.matches(&graph) => {
-            Err(ApplyError::BadSpec("the compiled graph it carries is not the one its spec compiles to".into()))
+            Err(ApplyError::BadGraph("it is not the one the record's spec compiles to".into()))
         }
         _ => Ok(graph),
     }

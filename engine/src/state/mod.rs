@@ -31,6 +31,8 @@ pub enum ApplyError {
     AlreadyStarted,
     #[error("the run-started record carries an invalid spec: {0}")]
     BadSpec(String),
+    #[error("the run-started record carries an invalid compiled graph: {0}")]
+    BadGraph(String),
     #[error("unknown task {0:?}")]
     UnknownTask(String),
     #[error("unknown wave {wave} of {parent}")]

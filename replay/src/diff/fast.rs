@@ -48,7 +48,8 @@ use super::view::{peek, Side};
 use super::{both, diff, outcomes, races, Error, Level, RaceKind, Report, PARALLEL_MIN_RECORDS};
 
 /// Record kind codes the prefix scan looks at (see `orch_engine::record`).
-pub(super) const RUN_STARTED: u16 = 1;
+/// The run-started kinds: without and with the compiled graph.
+pub(super) const RUN_STARTED: [u16; 2] = [1, orch_engine::record::RUN_STARTED_COMPILED];
 pub(super) const ATTEMPT_EXITED: u16 = 2;
 pub(super) const ATTEMPT_LOST: u16 = 5;
 pub(super) const ATTEMPT_DISPATCHED: u16 = 34;
@@ -188,7 +189,7 @@ fn compare(w: &Walked<'_>, a: &Path, b: &Path, level: Level) -> Result<Option<Re
     }
     // Record 0: the same bytes, or the same spec string (the spec section is then empty).
     let mut r0 = None;
-    if first_a != first_b || peek(first_a).map(|p| p.0) != Some(RUN_STARTED) {
+    if first_a != first_b || !peek(first_a).is_some_and(|p| RUN_STARTED.contains(&p.0)) {
         let (x, y) = (decode(first_a, a, 0)?, decode(first_b, b, 0)?);
         match (&x.event, &y.event) {
             (Event::RunStarted(sx), Event::RunStarted(sy)) if sx.spec == sy.spec => r0 = Some((x, y)),
