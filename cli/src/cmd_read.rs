@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use orch_engine::journal::{first_graph, read_compiling, read_records};
 use orch_engine::record::{Event, Record};
 use orch_engine::runtime::{Resolved, Store};
-use orch_engine::state::State;
+use orch_engine::state::{compile_started, State};
 use orch_log_format::{hex, lock_state, Follower, LockState};
 use orch_replay::rollup::Rollup;
 use orch_replay::timeline::Timeline;
@@ -43,6 +43,13 @@ pub fn replay(cli: &Cli, a: &ReplayArgs) -> Result<ExitCode, Failure> {
                 records.len().saturating_sub(1)
             )));
         };
+        // Replay audits: the compiled graph the fold builds on must be the spec's, as
+        // the full replay checks when it compiles the spec (`show` trusts it).
+        if let Some(Event::RunStarted(r)) = records.first().map(|r| &r.event) {
+            if r.image.is_some() {
+                compile_started(r).map_err(|e| Failure::Input(format!("seq 0: {e}")))?;
+            }
+        }
         // A record that cannot be applied makes the log illegal: bad input, as in `show`.
         let state = State::fold(upto).map_err(|e| Failure::Input(format!("seq {at}: {e}")))?;
         let snap = snapshot(&state, at);

@@ -74,7 +74,7 @@ impl Rollup {
             }
         }
         let costs: Vec<u64> = graph.costs().collect();
-        r.cost_estimate = (!costs.is_empty()).then(|| costs.iter().sum());
+        r.cost_estimate = (!costs.is_empty()).then(|| costs.iter().fold(0u64, |sum, &c| sum.saturating_add(c)));
         let (length, path) = critical_path(graph, tl);
         r.critical_path_ms = length;
         r.critical_path = path.into_iter().map(|t| graph.id(t).to_string()).collect();
@@ -267,6 +267,11 @@ mod tests {
         assert_eq!(r.queue_wait_ms_max, 10);
         assert_eq!(r.cost_estimate, Some(7));
         assert_eq!(r.peak_concurrency, 1);
+        // Costs near u64::MAX saturate (a debug build panicked on the overflow).
+        let r = run("[[task]]\nid = \"a\"\ncost = 9223372036854775807\nsim = {}\n\
+                     [[task]]\nid = \"b\"\ncost = 9223372036854775807\nsim = {}\n\
+                     [[task]]\nid = \"c\"\ncost = 2\nsim = {}\n");
+        assert_eq!(r.cost_estimate, Some(u64::MAX));
     }
 
     #[test]

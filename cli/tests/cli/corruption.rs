@@ -142,9 +142,9 @@ fn a_compiled_graph_that_is_not_the_specs_is_refused() {
         _ => panic!("run_started first"),
     });
     s.orch(&["verify", &id]).code(0);
-    s.orch(&["replay", &id])
-        .code(2)
-        .stderr_has("invalid compiled graph: it is not the one the record's spec compiles to");
+    for args in [vec!["replay", &id], vec!["replay", &id, "--at", "3"]] {
+        s.orch(&args).code(2).stderr_has("invalid compiled graph: it is not the one the record's spec compiles to");
+    }
 
     // A malformed one (one task, whose facts no orch writes): the fold refuses it,
     // naming the record.
