@@ -171,23 +171,7 @@ impl Graph {
             }
         }
 
-        // Dependents: a counting pass gives each task's row length; filled in task order,
-        // so every row is sorted.
-        let mut dependents_at = vec![0u32; n + 1];
-        for &d in &deps {
-            dependents_at[d as usize + 1] += 1;
-        }
-        for i in 0..n {
-            dependents_at[i + 1] += dependents_at[i];
-        }
-        let mut fill = dependents_at.clone();
-        let mut dependents = vec![0 as TaskIdx; deps.len()];
-        for t in 0..n {
-            for &d in &deps[deps_at[t] as usize..deps_at[t + 1] as usize] {
-                dependents[fill[d as usize] as usize] = t as TaskIdx;
-                fill[d as usize] += 1;
-            }
-        }
+        let (dependents_at, dependents) = dependents_of(n, &deps_at, &deps);
 
         // Dispatch tie-break: the rank of each id in sorted order.
         let by_id = by_id.unwrap_or_else(|| sorted_by_id(&ids, n));
@@ -210,6 +194,28 @@ impl Graph {
             costs,
         }
     }
+}
+
+/// The dependents of `n` tasks whose `after` rows are `deps[deps_at[t]..deps_at[t+1]]`,
+/// as compressed rows too: a counting pass gives each row's length, and rows fill in
+/// task order, so every row is sorted.
+pub(crate) fn dependents_of(n: usize, deps_at: &[u32], deps: &[TaskIdx]) -> (Vec<u32>, Vec<TaskIdx>) {
+    let mut dependents_at = vec![0u32; n + 1];
+    for &d in deps {
+        dependents_at[d as usize + 1] += 1;
+    }
+    for i in 0..n {
+        dependents_at[i + 1] += dependents_at[i];
+    }
+    let mut fill = dependents_at.clone();
+    let mut dependents = vec![0 as TaskIdx; deps.len()];
+    for t in 0..n {
+        for &d in &deps[deps_at[t] as usize..deps_at[t + 1] as usize] {
+            dependents[fill[d as usize] as usize] = t as TaskIdx;
+            fill[d as usize] += 1;
+        }
+    }
+    (dependents_at, dependents)
 }
 
 /// Tasks `0..n` sorted by id: by the ids' first eight bytes first (no pointer chasing),

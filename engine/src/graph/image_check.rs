@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::build::{node, DeclaredWave, Parts};
+use super::build::{dependents_of, node, DeclaredWave, Parts};
 use super::image::{numbers, unpack, GraphImage, NONE};
 use super::TaskIdx;
 use crate::spec::{RunConfig, TaskIds};
@@ -178,23 +178,9 @@ fn no_parent_loop(parent: &[Option<TaskIdx>]) -> Result<(), String> {
 
 /// Fails when the `after` rows (task `t` after `deps[deps_at[t]..deps_at[t + 1]]`) loop.
 fn no_after_loop(n: usize, deps_at: &[u32], deps: &[TaskIdx]) -> Result<(), String> {
-    // Kahn's algorithm over the dependents, which are built here as compressed rows.
+    // Kahn's algorithm over the dependents.
     let mut unmet: Vec<u32> = (0..n).map(|t| deps_at[t + 1] - deps_at[t]).collect();
-    let mut dependents_at = vec![0u32; n + 1];
-    for &d in deps {
-        dependents_at[d as usize + 1] += 1;
-    }
-    for i in 0..n {
-        dependents_at[i + 1] += dependents_at[i];
-    }
-    let mut fill = dependents_at.clone();
-    let mut dependents = vec![0 as TaskIdx; deps.len()];
-    for t in 0..n {
-        for &d in &deps[deps_at[t] as usize..deps_at[t + 1] as usize] {
-            dependents[fill[d as usize] as usize] = t as TaskIdx;
-            fill[d as usize] += 1;
-        }
-    }
+    let (dependents_at, dependents) = dependents_of(n, deps_at, deps);
     let mut ready: Vec<TaskIdx> = (0..n as TaskIdx).filter(|&t| unmet[t as usize] == 0).collect();
     let mut done = 0;
     while let Some(t) = ready.pop() {

@@ -10,6 +10,7 @@ mod apply;
 mod consequences;
 mod lifecycle;
 mod requests;
+mod start;
 mod submit;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -18,9 +19,9 @@ use std::sync::Arc;
 use crate::graph::{Graph, GroupIdx, TaskIdx, WaveIdx};
 use crate::record::{Digest, ExitStatus, KillReason, ParentWoken, Record, RunOutcome, Terminal, UpdateStatus, Verdict};
 
-pub use apply::compile_started;
 pub use lifecycle::{AttemptOutcome, Phase};
 pub use requests::{CONTEXT_ITEM_OVERHEAD, MAX_CONTEXT_BYTES, MAX_CONTEXT_KEY, MAX_CONTEXT_VALUE};
+pub use start::compile_started;
 
 /// Why a record could not be applied: the log and the state disagree.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
