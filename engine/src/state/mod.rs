@@ -260,7 +260,9 @@ impl State {
         }
     }
 
-    /// Folds records from scratch.
+    /// Folds records from scratch. The graph of a run-started record of kind 11 is the
+    /// compiled one it carries, which has no task specs (`Graph::has_tasks`): to decide
+    /// or run, recover the records instead (`recover::recover`), which compiles the spec.
     pub fn fold<'a>(records: impl IntoIterator<Item = &'a Record>) -> Result<State, ApplyError> {
         let mut state = State::new();
         for r in records {
