@@ -115,7 +115,7 @@ impl Graph {
     /// The graph a log's run-started record carries compiled (`GraphImage`), checked so
     /// that nothing a fold builds on it can fail or loop: every index in range, ids unique and
     /// sorted as recorded, no loop of parents or of `after`, waves that partition their
-    /// groups. It has the run settings but no task specs (`has_tasks` is false): what
+    /// groups, every task running something or having children. It has the run settings but no task specs (`has_tasks` is false): what
     /// folding a log needs, without parsing and compiling the spec. Whether the image is
     /// the one its spec compiles to is checked by whoever compiles the spec
     /// (`GraphImage::matches`).

@@ -86,8 +86,6 @@ impl GraphImage {
         }
     }
 
-    /// Whether this is the image of `graph` (freshly compiled from the spec the record
-    /// carries): an image that is not would fold a different run than its spec describes.
     /// At least the bytes its encoding takes (MessagePack adds at most 9 bytes a value).
     pub fn encoded_len_bound(&self) -> usize {
         let columns = [&self.id_ends, &self.parents, &self.dep_ends, &self.deps, &self.facts, &self.by_id];
@@ -102,6 +100,8 @@ impl GraphImage {
             + 64
     }
 
+    /// Whether this is the image of `graph` (freshly compiled from the spec the record
+    /// carries): an image that is not would fold a different run than its spec describes.
     /// The run settings are compared as values, not as text, so that their JSON may
     /// change shape (a new field left out when unset) without failing older logs. What
     /// the columns mean is fixed by the record's kind: building graphs otherwise is a new

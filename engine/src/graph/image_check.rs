@@ -1,7 +1,8 @@
 //! Checking a graph image before anything is built on it: an image comes from a log, and
 //! a damaged or hand-made log must be refused with a reason, never panic or loop in the
-//! fold. Every check is linear in the image (bounds, orders, one pass for each kind of
-//! loop), so loading stays a fraction of what compiling the spec costs.
+//! fold. Every check is one pass over the image (bounds, orders, one pass for each kind of
+//! loop; the waves' owners in an ordered map), so loading stays a fraction of what
+//! compiling the spec costs.
 
 use std::collections::BTreeMap;
 

@@ -47,7 +47,8 @@ use super::first::{describe, same_record};
 use super::view::{peek, Side};
 use super::{both, diff, outcomes, races, Error, Level, RaceKind, Report, PARALLEL_MIN_RECORDS};
 
-/// Record kind codes the prefix scan looks at (see `orch_engine::record`).
+// Record kind codes the prefix scan looks at (see `orch_engine::record`).
+
 /// The run-started kinds: without and with the compiled graph.
 pub(super) const RUN_STARTED: [u16; 2] = [1, orch_engine::record::RUN_STARTED_COMPILED];
 pub(super) const ATTEMPT_EXITED: u16 = 2;
