@@ -59,7 +59,10 @@ impl Report {
             let show = |r: &Option<String>| r.clone().unwrap_or_else(|| "(the log ends here)".into());
             out += &format!("- A  {}\n+ B  {}\n", show(&d.a), show(&d.b));
         } else if !self.identical && self.level == Level::Exact && self.spec.is_none() {
-            out += "\nevery record is equal, but the bytes differ (segment layout?)\n";
+            // Records compare as rendered: a run-started record with its compiled graph
+            // (kind 11) and one without (kind 1, an older orch) render alike.
+            out += "\nevery record is equal as rendered, but the bytes differ (segment layout, or a run-started \
+                    record with its compiled graph against one without: an orch before kind 11)\n";
         }
         if !self.tasks.is_empty() {
             out += "\ntasks that ended differently:\n";
