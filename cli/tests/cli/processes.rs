@@ -358,3 +358,33 @@ fn an_output_file_still_held_by_an_escaped_process_is_not_reused() {
     assert_eq!(s.orch(&["output", "latest", "a"]).code(0).stdout, "a\n");
     assert_eq!(s.orch(&["output", "latest", "b"]).code(0).stdout, "b\n", "the escaped process wrote into b's output");
 }
+
+/// A run an orch before kind 11 started (its run-started record carries no compiled
+/// graph) and whose engine died resumes under this one: the spec is compiled from the
+/// record, the lost attempt runs again, and the first record stays as it was written.
+#[test]
+fn a_run_started_by_an_older_orch_resumes() {
+    use orch_engine::record::Event;
+    let s = Scratch::new();
+    let spec = s.write("old.toml", "[[task]]\nid = \"a\"\ncommand = \"sleep 1\"\n");
+    let child =
+        s.command(&["run", &spec]).default_signals().stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap();
+    let mut child = Reap(child);
+    poll("the attempt to start", Duration::from_secs(10), || {
+        s.orch(&["log", "latest"]).stdout.contains("\"kind\":\"attempt_started\"").then_some(())
+    });
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let id = s.run_ids().remove(0);
+    s.rewrite_log(&id, |records| match &mut records[0].event {
+        Event::RunStarted(r) => r.image = None,
+        _ => panic!("run_started first"),
+    });
+    s.orch(&["resume", &id]).code(0);
+    s.orch(&["replay", &id]).code(0);
+    let log = s.segment(&id).parent().unwrap().to_path_buf();
+    let records = orch_engine::journal::read_records(&log).unwrap();
+    assert_eq!(records[0].event.code(), 1, "the first record is left as written");
+    assert!(records.iter().any(|r| matches!(r.event, Event::AttemptLost(_))));
+    assert!(matches!(records.last().map(|r| &r.event), Some(Event::RunFinished(_))));
+}
