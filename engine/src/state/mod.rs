@@ -73,6 +73,23 @@ pub struct TaskState {
     pub mark: Option<UpdateStatus>,
 }
 
+impl TaskState {
+    /// A task not yet released, waiting on `unmet` tasks it runs after.
+    pub(crate) fn waiting(unmet: u32) -> TaskState {
+        TaskState {
+            phase: Phase::Waiting,
+            attempts: 0,
+            unmet,
+            output: Digest::ZERO,
+            last_status: None,
+            lost: 0,
+            released: false,
+            started: false,
+            mark: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaveStatus {
     Pending,

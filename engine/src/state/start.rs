@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::apply::check;
-use super::{ApplyError, GroupState, Phase, RunPhase, State, TaskState, WaveState, WaveStatus};
+use super::{ApplyError, GroupState, RunPhase, State, TaskState, WaveState, WaveStatus};
 use crate::graph::{Graph, TaskIdx, ROOT};
 use crate::record::{Digest, Event, Record, RunStarted};
 use crate::spec::Spec;
@@ -49,19 +49,7 @@ impl State {
 
     fn init(&mut self, graph: Arc<Graph>, executor: &str) {
         self.executor = executor.to_string();
-        self.tasks = (0..graph.len() as TaskIdx)
-            .map(|t| TaskState {
-                phase: Phase::Waiting,
-                attempts: 0,
-                unmet: graph.deps(t).len() as u32,
-                output: Digest::ZERO,
-                last_status: None,
-                lost: 0,
-                released: false,
-                started: false,
-                mark: None,
-            })
-            .collect();
+        self.tasks = (0..graph.len() as TaskIdx).map(|t| TaskState::waiting(graph.deps(t).len() as u32)).collect();
         self.waves = graph
             .waves
             .iter()

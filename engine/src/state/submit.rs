@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::lifecycle::Phase;
 use super::{GroupState, State, TaskState, WaveState, WaveStatus};
 use crate::graph::{TaskIdx, WaveIdx};
-use crate::record::{Digest, TaskSubmitted, Terminal};
+use crate::record::{TaskSubmitted, Terminal};
 use crate::spec::{self, Downstream, Spec, TaskSpec};
 
 /// A node of the waits-for relation (as the spec validator draws it): a task's command
@@ -69,17 +69,7 @@ impl State {
                 _ => unmet += 1,
             }
         }
-        self.tasks.push(TaskState {
-            phase: Phase::Waiting,
-            attempts: 0,
-            unmet,
-            output: Digest::ZERO,
-            last_status: None,
-            lost: 0,
-            released: false,
-            started: false,
-            mark: None,
-        });
+        self.tasks.push(TaskState::waiting(unmet));
         if placed.ranks_moved {
             // Ids after the new one moved up a rank: re-key what is waiting to dispatch.
             let ready: Vec<TaskIdx> = self.ready.iter().map(|k| k.task).collect();
