@@ -90,7 +90,7 @@ fn a_well_framed_log_that_cannot_be_applied_is_bad_input_everywhere() {
     let s = Scratch::new();
     s.orch(&["run", &example("retries.toml"), "--sim"]).code(1);
     let id = s.run_ids().remove(0);
-    let log = s.segment(&id).parent().unwrap().to_path_buf();
+    let log = s.log_dir(&id);
     let mut exit = 0;
     s.rewrite_log(&id, |records| {
         exit = records.iter().position(|r| matches!(r.event, Event::AttemptExited(_))).unwrap();
@@ -127,12 +127,12 @@ fn a_compiled_graph_that_is_not_the_specs_is_refused() {
     let s = Scratch::new();
     s.orch(&["run", &example("dag.toml"), "--sim"]).code(0);
     let id = s.run_ids().remove(0);
-    let log = s.segment(&id).parent().unwrap().to_path_buf();
+    let log = s.log_dir(&id);
     // Another spec's graph (that of retries.toml): well formed, not this spec's.
     let other = Scratch::new();
     other.orch(&["run", &example("retries.toml"), "--sim"]);
     let other_id = other.run_ids().remove(0);
-    let other_log = other.segment(&other_id).parent().unwrap().to_path_buf();
+    let other_log = other.log_dir(&other_id);
     let foreign = match &orch_engine::journal::read_records(&other_log).unwrap()[0].event {
         Event::RunStarted(r) => r.image.clone(),
         _ => panic!("run_started first"),

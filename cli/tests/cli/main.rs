@@ -93,6 +93,11 @@ impl Scratch {
         self.path().join(".orch/runs").join(run).join("log/00000000000000000000.seg")
     }
 
+    /// The directory of `run`'s log (`run` a full run id).
+    fn log_dir(&self, run: &str) -> PathBuf {
+        self.path().join(".orch/runs").join(run).join("log")
+    }
+
     /// Writes `run`'s log again from its records as `edit` leaves them (checksums and
     /// chain right): a log no engine wrote, for the readers to meet. Returns the records.
     fn rewrite_log(
@@ -100,7 +105,7 @@ impl Scratch {
         run: &str,
         edit: impl FnOnce(&mut Vec<orch_engine::record::Record>),
     ) -> Vec<orch_engine::record::Record> {
-        let log = self.path().join(".orch/runs").join(run).join("log");
+        let log = self.log_dir(run);
         let mut records = orch_engine::journal::read_records(&log).unwrap();
         edit(&mut records);
         std::fs::remove_dir_all(&log).unwrap();

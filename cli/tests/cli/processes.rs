@@ -382,7 +382,7 @@ fn a_run_started_by_an_older_orch_resumes() {
     });
     s.orch(&["resume", &id]).code(0);
     s.orch(&["replay", &id]).code(0);
-    let log = s.segment(&id).parent().unwrap().to_path_buf();
+    let log = s.log_dir(&id);
     let records = orch_engine::journal::read_records(&log).unwrap();
     assert_eq!(records[0].event.code(), 1, "the first record is left as written");
     assert!(records.iter().any(|r| matches!(r.event, Event::AttemptLost(_))));
