@@ -2,6 +2,9 @@
 //! tokio driver. The only place (with the CLI) that touches clocks, processes, signals
 //! and the file system.
 
+mod child;
+#[cfg(test)]
+mod child_tests;
 pub mod control;
 mod driver;
 mod groups;

@@ -247,13 +247,19 @@ pub fn spawn(
     };
     let blobs = blobs.to_path_buf();
     match start(task, attempt, env, outputs, &argv) {
-        Ok((slot, pid, start_ticks)) => {
-            let outputs = outputs.clone();
+        Ok((slot, spawned, start_ticks)) => {
+            let (outputs, pid) = (outputs.clone(), spawned.pid);
+            let (program, cwd) = (argv[0].clone(), task.more().cwd.clone());
             reaper::register(
                 pid,
                 Box::new(move |status| {
                     let duration_ms = started.elapsed().as_millis() as u64;
                     let (output, output_bytes) = outputs.collect(slot, &blobs, pid);
+                    // A child that could not run its program said why before it exited.
+                    if let Some(e) = spawned.failure.error(cwd.as_deref()) {
+                        on_exit(cannot_start(&program, &e, &blobs, &outputs, duration_ms));
+                        return;
+                    }
                     let status = status.unwrap_or(ExitStatus::Code(SPAWN_FAILED_CODE));
                     on_exit(Exit { status, output, output_bytes, duration_ms });
                 }),
@@ -261,13 +267,19 @@ pub fn spawn(
             Started { pgid: Some(pid), start_ticks }
         }
         Err(e) => {
-            let message = format!("orch: cannot start {:?}: {e}\n", argv[0]);
-            let (output, output_bytes) = output::store_bytes(message.as_bytes(), &blobs, &outputs.shared.dir);
             let duration_ms = started.elapsed().as_millis() as u64;
-            on_exit(Exit { status: ExitStatus::Code(SPAWN_FAILED_CODE), output, output_bytes, duration_ms });
+            on_exit(cannot_start(&argv[0], &e, &blobs, outputs, duration_ms));
             Started { pgid: None, start_ticks: None }
         }
     }
+}
+
+/// The exit of an attempt whose program could not be started: 127, as a shell's, with
+/// orch's message as its output.
+fn cannot_start(program: &str, e: &std::io::Error, blobs: &Path, outputs: &OutputFiles, duration_ms: u64) -> Exit {
+    let message = format!("orch: cannot start {program:?}: {e}\n");
+    let (output, output_bytes) = output::store_bytes(message.as_bytes(), blobs, &outputs.shared.dir);
+    Exit { status: ExitStatus::Code(SPAWN_FAILED_CODE), output, output_bytes, duration_ms }
 }
 
 /// Spawns the child and returns what to register it with.
@@ -277,7 +289,7 @@ fn start(
     env: &ChildEnv,
     outputs: &OutputFiles,
     argv: &[String],
-) -> std::io::Result<(Slot, i32, Option<u64>)> {
+) -> std::io::Result<(Slot, spawner::Spawned, Option<u64>)> {
     let context = outputs.context()?;
     let program = context.program(&argv[0], task.more().env.get("PATH").map(String::as_str))?;
     let argv = argv.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<Vec<_>, _>>()?;
@@ -301,13 +313,13 @@ fn start(
     slot.child_shares = own.is_none();
     let output_fd = own.as_ref().map_or(slot.file.as_raw_fd(), |f| f.as_raw_fd());
     let before = spawner::boot_ticks();
-    let spawned = context.spawn(&program, &argv, &skip, &extra, output_fd, cwd.as_deref());
+    let spawned = context.spawn(program, argv, &skip, extra, output_fd, cwd);
     let after = spawner::boot_ticks();
     drop(own);
-    let pid = match spawned {
-        Ok(pid) => pid,
+    let spawned = match spawned {
+        Ok(spawned) => spawned,
         Err(e) => {
-            // The child never ran (or never got to exec): its file is as clean as it was.
+            // The child was never made: its file is as clean as it was.
             outputs.put_back(slot);
             return Err(e);
         }
@@ -317,9 +329,9 @@ fn start(
     // reaps registered children only).
     let start_ticks = match (before, after) {
         (Some(b), Some(a)) if a == b => Some(b),
-        _ => start_ticks(pid as u32),
+        _ => start_ticks(spawned.pid as u32),
     };
-    Ok((slot, pid, start_ticks))
+    Ok((slot, spawned, start_ticks))
 }
 
 /// A process's start time in clock ticks since boot (`/proc/PID/stat`, field 22), or

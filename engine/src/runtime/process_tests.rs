@@ -115,7 +115,9 @@ fn a_command_that_cannot_start_exits_127_with_a_message() {
     assert!(output.starts_with("orch: cannot start \"/no/such/program\""), "{output}");
     let mut bad_cwd = sh("y", "true");
     bad_cwd.more_mut().cwd = Some("/no/such/dir".into());
-    assert_eq!(f.run(&bad_cwd).0.status, ExitStatus::Code(process::SPAWN_FAILED_CODE));
+    let (exit, output) = f.run(&bad_cwd);
+    assert_eq!(exit.status, ExitStatus::Code(process::SPAWN_FAILED_CODE));
+    assert!(output.contains("cannot change to directory \"/no/such/dir\""), "{output}");
     // The output file survives a failed start and serves the next child.
     assert_eq!(f.run(&sh("z", "echo fine")).1, "fine\n");
 }

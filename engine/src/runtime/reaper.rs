@@ -146,8 +146,8 @@ fn finish(on_exit: OnExit, status: Option<ExitStatus>) {
 /// Runs `f` (which starts a helper thread: the log's group-commit thread) with SIGCHLD
 /// blocked, so that the thread, which inherits the mask, never takes the signal. The
 /// kernel sends SIGCHLD to the engine's thread unless that thread blocks it, which it
-/// does while a spawn's `clone` waits for the child's exec; a helper thread taking it
-/// then woke the engine's thread from another core (a second hop for one exit in five).
+/// does around a spawn's `clone`; a helper thread taking it then woke the engine's
+/// thread from another core (a second hop for an exit).
 pub fn without_sigchld_in_new_threads<T>(f: impl FnOnce() -> T) -> T {
     use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
     let mut chld = SigSet::empty();

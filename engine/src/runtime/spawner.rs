@@ -1,39 +1,45 @@
-//! Children started with `clone(CLONE_VM | CLONE_VFORK)` and `execve`, with what does
-//! not change between children built once per run. std's `Command` rebuilds everything
-//! per child (a copy of the whole environment, `/dev/null` opened, stderr's fd
-//! duplicated, a `prlimit64` per file action), and glibc's `posix_spawn` maps and
-//! unmaps a fresh stack for each child (a TLB shootdown in a multi-threaded process)
-//! and has the child ask the kernel about each of the 64 signals before it execs,
-//! while the parent waits. Here the stack, `/dev/null`, the base environment and the
-//! list of signals orch handles are kept for the run, and the child does only what it
-//! must: reset those signals, its own process group, its three fds, its cwd, exec.
+//! Children started with `clone(CLONE_VM)` and `execve`, with what does not change
+//! between children built once per run. std's `Command` rebuilds everything per child
+//! (a copy of the whole environment, `/dev/null` opened, stderr's fd duplicated, a
+//! `prlimit64` per file action), and glibc's `posix_spawn` maps and unmaps a fresh stack
+//! for each child (a TLB shootdown in a multi-threaded process), has the child ask the
+//! kernel about each of the 64 signals before it execs, and suspends the parent until
+//! it has (`CLONE_VFORK`). Here `/dev/null`, the base environment and the list of
+//! signals orch handles are kept for the run, stacks are lent and given back, the child
+//! does only what it must (`child.rs`), and the engine's thread does not wait for it.
 
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_int, CString};
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use nix::libc;
 
-/// The child's stack: it runs in orch's memory until it execs (a few frames deep).
-const STACK_BYTES: usize = 64 * 1024;
+use super::child::{self, Failure, Inherited, Loans, Start};
 
 /// What every child of a run shares: an open `/dev/null`, the environment it inherits,
-/// the signals to put back to their default, and the stack it runs on before it execs.
+/// the signals to put back to their default, and the stacks it runs on before it execs.
 pub struct Context {
     devnull: OwnedFd,
-    base_env: Vec<(Vec<u8>, CString)>,
+    /// The environment and the signals to reset. The signals: those with a handler in
+    /// orch (which must not run in the child, in orch's memory), SIGPIPE (which Rust
+    /// ignores, and an ignored signal stays ignored across exec), and SIGTERM (what a
+    /// timeout or a cancel sends first: a child must not inherit it ignored — from a
+    /// parent of orch's that ignored it — and sit out every grace period).
+    inherited: Arc<Inherited>,
     /// orch's PATH, to look programs up on.
     path: Vec<u8>,
-    /// Signals with a handler in orch (which must not run in the child, in orch's
-    /// memory), SIGPIPE (which Rust ignores, and an ignored signal stays ignored across
-    /// exec), and SIGTERM (what a timeout or a cancel sends first: a child must not
-    /// inherit it ignored — from a parent of orch's that ignored it — and sit out every
-    /// grace period).
-    reset: Vec<c_int>,
-    stack: Mutex<Box<[u8]>>,
+    loans: Mutex<Loans>,
+}
+
+/// A child just made: its pid, and where it will say why, if it cannot run its program
+/// (read once it is reaped).
+#[derive(Debug)]
+pub struct Spawned {
+    pub pid: i32,
+    pub failure: Arc<Failure>,
 }
 
 impl Context {
@@ -48,7 +54,7 @@ impl Context {
                 reset.push(sig);
             }
         }
-        let mut base_env = Vec::new();
+        let mut env = Vec::new();
         let mut path = b"/bin:/usr/bin".to_vec();
         for (key, value) in std::env::vars_os() {
             let key = key.as_bytes().to_vec();
@@ -58,12 +64,11 @@ impl Context {
             if replaced.iter().any(|r| r.as_bytes() == key) {
                 continue;
             }
-            base_env.push((key.clone(), entry(&key, value.as_bytes())?));
+            env.push((key.clone(), entry(&key, value.as_bytes())?));
         }
-        let stack = Mutex::new(vec![0u8; STACK_BYTES].into_boxed_slice());
-        Ok(Context { devnull, base_env, path, reset, stack })
+        let inherited = Arc::new(Inherited { env, reset });
+        Ok(Context { devnull, inherited, path, loans: Mutex::default() })
     }
-
     /// The program to exec: `name` itself when it holds a `/`, else the first
     /// executable file of that name on `path` (the task's PATH if it sets one, else
     /// orch's), as `execvp` would find it.
@@ -89,102 +94,62 @@ impl Context {
 
     /// Starts `program` with `argv` and the base environment less `skip` plus `extra`,
     /// stdin from `/dev/null`, stdout and stderr into `output`, in `cwd` if given, in
-    /// a process group of its own; returns its pid. The child has exec'd when this
-    /// returns: a program that cannot be run is an error here (and its child reaped).
+    /// a process group of its own; returns at once, the child still on its way to exec.
+    /// A program that cannot be run (or a `cwd` that cannot be entered) is told by the
+    /// child's exit, 127, and its `Failure`.
     #[allow(unsafe_code)]
     pub fn spawn(
         &self,
-        program: &CStr,
-        argv: &[CString],
+        program: CString,
+        argv: Vec<CString>,
         skip: &[&[u8]],
-        extra: &[CString],
+        extra: Vec<CString>,
         output: RawFd,
-        cwd: Option<&CStr>,
-    ) -> io::Result<i32> {
-        let mut args: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-        args.push(std::ptr::null());
-        let mut envp: Vec<*const c_char> = Vec::with_capacity(self.base_env.len() + extra.len() + 1);
-        for (key, e) in &self.base_env {
-            if !skip.contains(&key.as_slice()) {
-                envp.push(e.as_ptr());
-            }
-        }
-        envp.extend(extra.iter().map(|e| e.as_ptr()));
-        envp.push(std::ptr::null());
-        let mut child = Child {
-            program: program.as_ptr(),
-            argv: args.as_ptr(),
-            envp: envp.as_ptr(),
-            devnull: self.devnull.as_raw_fd(),
-            output,
-            cwd: cwd.map_or(std::ptr::null(), CStr::as_ptr),
-            reset: self.reset.as_ptr(),
-            reset_len: self.reset.len(),
-            error: 0,
-            chdir_failed: 0,
-        };
-        let mut stack = self.stack.lock().unwrap_or_else(|p| p.into_inner());
-        // The stack grows down from its end, which must be 16-byte aligned.
-        let top = (stack.as_mut_ptr() as usize + STACK_BYTES) & !15;
+        cwd: Option<CString>,
+    ) -> io::Result<Spawned> {
+        let mut loans = self.loans.lock().unwrap_or_else(|p| p.into_inner());
+        let start = Start { program, argv, skip, extra, cwd, devnull: self.devnull.as_raw_fd(), output };
+        let (lent, failure) = child::Lent::new(loans.stack()?, start, &self.inherited);
         // SAFETY: every signal is blocked around the clone (the raw syscall also blocks
-        // glibc's internal ones), so no handler of orch's runs in the child, on its
-        // stack, before it has reset them. With CLONE_VFORK this thread is suspended
-        // until the child has exec'd or exited, so `child` (on this frame), the strings
-        // it points to and the stack (locked) stay valid and untouched while the child
-        // uses them; the child writes only `child.error`, read after it is done.
+        // glibc's internal ones), so no handler of orch's runs in the child, in orch's
+        // memory, before it has reset them. The child reads only its loan, which is
+        // kept until the kernel clears its tid word (at its exec or exit), and writes
+        // only its failure cell (see `child.rs`).
         let pid = unsafe {
             let mut all: libc::sigset_t = std::mem::zeroed();
             let mut old: libc::sigset_t = std::mem::zeroed();
             libc::sigfillset(&mut all);
             libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_BLOCK, &all, &mut old, 8);
             let pid = libc::clone(
-                run_child,
-                top as *mut c_void,
-                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-                std::ptr::addr_of_mut!(child).cast::<c_void>(),
+                child::run,
+                lent.stack_top(),
+                libc::CLONE_VM | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD,
+                lent.plan(),
+                std::ptr::null_mut::<libc::pid_t>(),
+                std::ptr::null_mut::<libc::c_void>(),
+                lent.tid_word(),
             );
             let clone_error = io::Error::last_os_error();
             libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &old, std::ptr::null_mut::<libc::sigset_t>(), 8);
             if pid < 0 {
+                loans.unused(lent);
                 return Err(clone_error);
             }
+            // The child makes itself a group leader first thing; made so here too, so
+            // that a kill of its group from the moment this returns reaches it even if
+            // it has not run yet. (EACCES once it has exec'd, by then in its group.)
+            libc::setpgid(pid, pid);
             pid
         };
-        drop(stack);
-        // SAFETY: the child is done with `child` (see above); a volatile read because
-        // the write came from another task.
-        let error = unsafe { std::ptr::read_volatile(std::ptr::addr_of!(child.error)) };
-        if error != 0 {
-            // It exited without exec'ing: reap it here (nobody else knows its pid).
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-            let os = io::Error::from_raw_os_error(error);
-            // SAFETY: as for `error` above.
-            if unsafe { std::ptr::read_volatile(std::ptr::addr_of!(child.chdir_failed)) } != 0 {
-                // Else "No such file or directory" reads as if the program were missing.
-                let dir = cwd.map(CStr::to_string_lossy).unwrap_or_default();
-                return Err(io::Error::new(os.kind(), format!("cannot change to directory {dir:?}: {os}")));
-            }
-            return Err(os);
-        }
-        Ok(pid)
+        loans.lend(lent);
+        Ok(Spawned { pid, failure })
     }
-}
 
-/// What the child needs, read from orch's memory (it runs there until it execs).
-#[repr(C)]
-struct Child {
-    program: *const c_char,
-    argv: *const *const c_char,
-    envp: *const *const c_char,
-    devnull: RawFd,
-    output: RawFd,
-    cwd: *const c_char,
-    reset: *const c_int,
-    reset_len: usize,
-    /// The errno of the step that failed (0: it exec'd).
-    error: c_int,
-    /// Non-zero when that step was the change to `cwd`.
-    chdir_failed: c_int,
+    /// Children that may not have exec'd yet, and stacks to lend again (tests).
+    #[cfg(test)]
+    pub fn loans(&self) -> (usize, usize) {
+        self.loans.lock().unwrap_or_else(|p| p.into_inner()).counts()
+    }
 }
 
 /// What this process does with `sig` now (`SIG_DFL`, `SIG_IGN`, or a handler), None if
@@ -194,42 +159,6 @@ pub(super) fn disposition(sig: c_int) -> Option<libc::sighandler_t> {
     // SAFETY: a query only (no new action); `old` is written by the call.
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
     (unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } == 0).then_some(old.sa_sigaction)
-}
-
-/// The child between clone and exec: only async-signal-safe libc calls, no allocation,
-/// no locks, no unwinding. errno lives in the suspended parent thread's TLS (the child
-/// shares it); the parent reads nothing from it.
-#[allow(unsafe_code)]
-extern "C" fn run_child(arg: *mut c_void) -> c_int {
-    // SAFETY: `arg` is the parent's `Child`, valid until this child execs or exits.
-    unsafe {
-        let child = &mut *(arg as *mut Child);
-        let fail = |child: &mut Child| -> c_int {
-            std::ptr::write_volatile(&mut child.error, *libc::__errno_location());
-            libc::_exit(127)
-        };
-        let mut default: libc::sigaction = std::mem::zeroed();
-        default.sa_sigaction = libc::SIG_DFL;
-        for i in 0..child.reset_len {
-            libc::sigaction(*child.reset.add(i), &default, std::ptr::null_mut());
-        }
-        if libc::setpgid(0, 0) != 0
-            || libc::dup2(child.output, 1) < 0
-            || libc::dup2(child.output, 2) < 0
-            || libc::dup2(child.devnull, 0) < 0
-        {
-            return fail(child);
-        }
-        if !child.cwd.is_null() && libc::chdir(child.cwd) != 0 {
-            std::ptr::write_volatile(&mut child.chdir_failed, 1);
-            return fail(child);
-        }
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-        libc::execve(child.program, child.argv, child.envp);
-        fail(child)
-    }
 }
 
 /// A new open file of the file `fd` is open on (write-only, close-on-exec, numbered 3 or
@@ -290,8 +219,8 @@ impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
             .field("devnull", &self.devnull)
-            .field("base_env", &self.base_env.len())
-            .field("reset", &self.reset)
+            .field("env", &self.inherited.env.len())
+            .field("reset", &self.inherited.reset)
             .finish()
     }
 }

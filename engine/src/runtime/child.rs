@@ -1,0 +1,327 @@
+//! A child between `clone` and `execve`: what it reads in orch's memory, what it does
+//! there, and how long orch keeps that memory for it.
+//!
+//! Children are made with `CLONE_VM` and without `CLONE_VFORK`: a child runs in orch's
+//! memory, on a stack of its own, while the engine's thread goes on. With `CLONE_VFORK`
+//! that thread slept through every child's exec (~0.25 ms on a 2-core machine), and an
+//! exit that came meanwhile waited for it with its core idle. Two rules follow:
+//!
+//! - Nothing the child reads may move or be freed until it has exec'd or exited. The
+//!   kernel says when by clearing a word (`CLONE_CHILD_CLEARTID`: at exec, when the
+//!   child lets go of orch's memory, or at exit); until then a [`Lent`] keeps the child's
+//!   stack and everything its [`Plan`] points to.
+//! - The child makes its system calls raw (the `syscalls` crate), never through libc:
+//!   libc's wrappers write errno into the thread-local storage of the thread that
+//!   cloned it, a thread that now runs on. A child reads no thread-local, allocates
+//!   nothing, takes no lock, and never unwinds.
+
+use std::alloc::{alloc, dealloc, Layout};
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::Arc;
+
+use syscalls::{syscall, Errno, Sysno};
+
+/// The child's stack: it runs a few frames deep until it execs.
+const STACK_BYTES: usize = 64 * 1024;
+
+/// Stacks kept to lend again: a run's children usually let go of theirs long before
+/// the next spawns.
+const SPARE_STACKS: usize = 16;
+
+/// The kernel's signal set, in bytes (`_NSIG / 8`), as `rt_sigaction` and
+/// `rt_sigprocmask` take it.
+const SIGSET_BYTES: usize = if cfg!(any(target_arch = "mips", target_arch = "mips64")) { 16 } else { 8 };
+
+/// Why a child did not get to run its program: written by the child just before it
+/// exits 127, read once it is reaped.
+#[derive(Debug, Default)]
+pub struct Failure {
+    /// The errno of the step that failed; 0 while none has.
+    errno: AtomicI32,
+    /// Non-zero when that step was the change of directory.
+    chdir: AtomicI32,
+}
+
+impl Failure {
+    /// The failed step's error, `None` if the child exec'd (or was killed before it
+    /// could). Only meaningful once the child has been reaped.
+    pub fn error(&self, cwd: Option<&str>) -> Option<io::Error> {
+        let errno = self.errno.load(Ordering::Acquire);
+        if errno == 0 {
+            return None;
+        }
+        let os = io::Error::from_raw_os_error(errno);
+        if self.chdir.load(Ordering::Acquire) != 0 {
+            // Else "No such file or directory" reads as if the program were missing.
+            let dir = cwd.unwrap_or_default();
+            return Some(io::Error::new(os.kind(), format!("cannot change to directory {dir:?}: {os}")));
+        }
+        Some(os)
+    }
+}
+
+/// What every child of a run inherits from orch: the environment, and the signals to
+/// put back to their default. Shared by the run's `spawner::Context` and every loan.
+#[derive(Debug)]
+pub(super) struct Inherited {
+    pub env: Vec<(Vec<u8>, CString)>,
+    pub reset: Vec<c_int>,
+}
+
+/// One child's start: its program, arguments and cwd, its environment (the inherited
+/// one less `skip`, plus `extra`), its stdin and its output.
+#[derive(Debug)]
+pub(super) struct Start<'a> {
+    pub program: CString,
+    pub argv: Vec<CString>,
+    pub skip: &'a [&'a [u8]],
+    pub extra: Vec<CString>,
+    pub cwd: Option<CString>,
+    pub devnull: c_int,
+    pub output: c_int,
+}
+
+/// What the child reads, all of it in orch's memory.
+#[repr(C)]
+#[derive(Debug)]
+struct Plan {
+    program: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+    devnull: c_int,
+    output: c_int,
+    cwd: *const c_char,
+    reset: *const c_int,
+    reset_len: usize,
+    failure: *const Failure,
+}
+
+/// Memory lent to one child until it has exec'd or exited: its stack, its plan, and
+/// the owners of everything the plan points to (heap data, which stays where it is
+/// when they move here).
+#[derive(Debug)]
+pub(super) struct Lent {
+    /// The child's tid until the kernel clears it (`CLONE_CHILD_CLEARTID`).
+    tid: AtomicU32,
+    plan: Plan,
+    stack: Stack,
+    _strings: Vec<CString>,
+    _arrays: [Vec<*const c_char>; 2],
+    _inherited: Arc<Inherited>,
+    _failure: Arc<Failure>,
+}
+
+// SAFETY: the raw pointers in `plan` and `_arrays` point into the heap data of the
+// owners held beside them, and nowhere else; orch writes nothing through them.
+#[allow(unsafe_code)]
+unsafe impl Send for Lent {}
+
+impl Lent {
+    /// A loan of `stack` for `start`; also the failure cell the child will write to.
+    pub fn new(stack: Stack, start: Start<'_>, inherited: &Arc<Inherited>) -> (Box<Lent>, Arc<Failure>) {
+        let mut argv: Vec<*const c_char> = start.argv.iter().map(|a| a.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let mut envp: Vec<*const c_char> = Vec::with_capacity(inherited.env.len() + start.extra.len() + 1);
+        envp.extend(
+            inherited.env.iter().filter(|(key, _)| !start.skip.contains(&key.as_slice())).map(|(_, e)| e.as_ptr()),
+        );
+        envp.extend(start.extra.iter().map(|e| e.as_ptr()));
+        envp.push(std::ptr::null());
+        let failure = Arc::new(Failure::default());
+        let plan = Plan {
+            program: start.program.as_ptr(),
+            argv: argv.as_ptr(),
+            envp: envp.as_ptr(),
+            devnull: start.devnull,
+            output: start.output,
+            cwd: start.cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            reset: inherited.reset.as_ptr(),
+            reset_len: inherited.reset.len(),
+            failure: Arc::as_ptr(&failure),
+        };
+        let mut strings = start.argv;
+        strings.push(start.program);
+        strings.extend(start.extra);
+        strings.extend(start.cwd);
+        let lent = Lent {
+            tid: AtomicU32::new(u32::MAX),
+            plan,
+            stack,
+            _strings: strings,
+            _arrays: [argv, envp],
+            _inherited: inherited.clone(),
+            _failure: failure.clone(),
+        };
+        (Box::new(lent), failure)
+    }
+
+    /// Where the kernel clears the child's tid: `clone`'s `child_tid`.
+    pub fn tid_word(&self) -> *mut c_int {
+        self.tid.as_ptr().cast()
+    }
+
+    pub fn stack_top(&self) -> *mut c_void {
+        self.stack.top()
+    }
+
+    /// `clone`'s argument for [`run`].
+    pub fn plan(&self) -> *mut c_void {
+        std::ptr::addr_of!(self.plan).cast_mut().cast()
+    }
+
+    /// The child has exec'd or exited: nothing here is read any more.
+    fn returned(&self) -> bool {
+        self.tid.load(Ordering::Acquire) == 0
+    }
+}
+
+/// The loans of a run: children that may still run in orch's memory, and stacks to
+/// lend again.
+#[derive(Debug, Default)]
+pub(super) struct Loans {
+    /// Boxed: the kernel clears each tid word, and each child reads its plan, where it
+    /// was when the child was made; a vector's elements move.
+    #[allow(clippy::vec_box)]
+    out: Vec<Box<Lent>>,
+    spare: Vec<Stack>,
+}
+
+impl Loans {
+    /// A stack for the next child: one given back, else a new one.
+    pub fn stack(&mut self) -> io::Result<Stack> {
+        self.reclaim();
+        self.spare.pop().map_or_else(Stack::new, Ok)
+    }
+
+    /// Keeps `lent` until its child has let go of it.
+    pub fn lend(&mut self, lent: Box<Lent>) {
+        self.out.push(lent);
+    }
+
+    /// A loan whose child was never made: its stack is free at once.
+    #[allow(clippy::boxed_local)]
+    pub fn unused(&mut self, lent: Box<Lent>) {
+        let Lent { stack, .. } = *lent;
+        self.spare.push(stack);
+    }
+
+    /// Loans not yet given back, and stacks to lend again (tests).
+    #[cfg(test)]
+    pub fn counts(&mut self) -> (usize, usize) {
+        self.reclaim();
+        (self.out.len(), self.spare.len())
+    }
+
+    fn reclaim(&mut self) {
+        let mut i = 0;
+        while i < self.out.len() {
+            if self.out[i].returned() {
+                let Lent { stack, .. } = *self.out.swap_remove(i);
+                // A burst of spawns (a high cap) lends many stacks at once; keep a few.
+                if self.spare.len() < SPARE_STACKS {
+                    self.spare.push(stack);
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+impl Drop for Loans {
+    fn drop(&mut self) {
+        // A child that has not exec'd yet (the run ended in an error right after a
+        // spawn, or the child is stopped) still reads its loan: leave it allocated.
+        self.reclaim();
+        for lent in self.out.drain(..) {
+            std::mem::forget(lent);
+        }
+    }
+}
+
+/// A child's stack: raw memory, never read or written by orch.
+#[derive(Debug)]
+pub(super) struct Stack(NonNull<u8>);
+
+// SAFETY: a plain allocation owned by this value alone.
+#[allow(unsafe_code)]
+unsafe impl Send for Stack {}
+
+impl Stack {
+    const LAYOUT: Layout = match Layout::from_size_align(STACK_BYTES, 16) {
+        Ok(layout) => layout,
+        Err(_) => panic!("a valid stack layout"),
+    };
+
+    #[allow(unsafe_code)]
+    fn new() -> io::Result<Stack> {
+        // SAFETY: the layout's size is not zero.
+        let memory = unsafe { alloc(Self::LAYOUT) };
+        NonNull::new(memory).map(Stack).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))
+    }
+
+    /// The stack grows down from its end (16-byte aligned: the size and the
+    /// allocation's alignment both are).
+    fn top(&self) -> *mut c_void {
+        self.0.as_ptr().wrapping_add(STACK_BYTES).cast()
+    }
+}
+
+impl Drop for Stack {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { dealloc(self.0.as_ptr(), Self::LAYOUT) }
+    }
+}
+
+/// The child between clone and exec: puts back the signals orch handles, joins a
+/// process group of its own, takes its three fds and its cwd, unblocks signals (all
+/// were blocked across the clone), and execs. A step that fails is written to the
+/// plan's failure cell, and the child exits 127.
+#[allow(unsafe_code)]
+pub(super) extern "C" fn run(arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the plan of a `Lent` kept until this child has exec'd or exited,
+    // and every pointer in it is good that long (see `Lent`). Only raw system calls are
+    // made: no libc, no thread-local, no allocation, no lock.
+    unsafe {
+        let plan = &*(arg as *const Plan);
+        // The kernel's sigaction for SIG_DFL: handler 0, no flags, no restorer, an empty
+        // mask — all zeros, whatever the architecture's layout.
+        let default = [0u64; 8];
+        for i in 0..plan.reset_len {
+            let _ = syscall!(Sysno::rt_sigaction, *plan.reset.add(i), default.as_ptr(), 0, SIGSET_BYTES);
+        }
+        let fds = syscall!(Sysno::setpgid, 0, 0)
+            .and_then(|_| syscall!(Sysno::dup3, plan.output, 1, 0))
+            .and_then(|_| syscall!(Sysno::dup3, plan.output, 2, 0))
+            .and_then(|_| syscall!(Sysno::dup3, plan.devnull, 0, 0));
+        if let Err(e) = fds {
+            fail(plan, e, false);
+        }
+        if !plan.cwd.is_null() {
+            if let Err(e) = syscall!(Sysno::chdir, plan.cwd) {
+                fail(plan, e, true);
+            }
+        }
+        let none = [0u64; 2];
+        let _ = syscall!(Sysno::rt_sigprocmask, 2 /* SIG_SETMASK */, none.as_ptr(), 0, SIGSET_BYTES);
+        let e = syscall!(Sysno::execve, plan.program, plan.argv, plan.envp).err().unwrap_or(Errno::ENOEXEC);
+        fail(plan, e, false)
+    }
+}
+
+/// Records why the child cannot run its program and ends it with 127, as a shell does.
+#[allow(unsafe_code)]
+unsafe fn fail(plan: &Plan, errno: Errno, chdir: bool) -> ! {
+    // SAFETY: the failure cell lives at least until this child is reaped (see `Lent`).
+    let failure = &*plan.failure;
+    failure.chdir.store(i32::from(chdir), Ordering::Release);
+    failure.errno.store(errno.into_raw(), Ordering::Release);
+    loop {
+        let _ = syscall!(Sysno::exit_group, 127);
+    }
+}

@@ -1,0 +1,84 @@
+//! Tests of children between clone and exec (`child.rs`): a child's loan comes back
+//! when it execs, not when it exits; stacks are lent again; and a child that cannot
+//! exec leaves the errno of the thread that cloned it alone (it shares that thread's
+//! memory, and runs while that thread does).
+
+use std::ffi::CString;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use nix::libc;
+use syscalls::{syscall, Sysno};
+
+use super::spawner::{Context, Spawned};
+
+fn spawn(ctx: &Context, argv: &[&str]) -> Spawned {
+    let out = std::fs::OpenOptions::new().write(true).open("/dev/null").unwrap();
+    let argv: Vec<CString> = argv.iter().map(|a| CString::new(*a).unwrap()).collect();
+    ctx.spawn(argv[0].clone(), argv, &[], Vec::new(), out.as_raw_fd(), None).unwrap()
+}
+
+/// Whether child `pid` has exited, asked with a raw `waitid` (no libc: nothing here may
+/// write errno); it is left waitable (`WNOWAIT`).
+#[allow(unsafe_code)]
+fn has_exited(pid: i32) -> bool {
+    let mut info = [0u64; 16]; // a siginfo_t (128 bytes); si_pid stays 0 while it runs
+                               // SAFETY: waitid writes at most a siginfo_t into `info`.
+    let r = unsafe {
+        syscall!(Sysno::waitid, libc::P_PID, pid, info.as_mut_ptr(), libc::WEXITED | libc::WNOHANG | libc::WNOWAIT, 0)
+    };
+    r.is_ok() && info[2] as u32 != 0 // si_pid: after si_signo, si_errno, si_code
+}
+
+fn reap(pid: i32) -> nix::sys::wait::WaitStatus {
+    nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap()
+}
+
+fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn loans_come_back_when_children_exec_and_their_stacks_are_lent_again() {
+    let ctx = Context::new(&[]).unwrap();
+    let sleepers: Vec<i32> = (0..8).map(|_| spawn(&ctx, &["/bin/sleep", "5"]).pid).collect();
+    // Every one has exec'd (its loan is back) while every one still runs.
+    until("the loans come back at exec", || ctx.loans().0 == 0);
+    assert!(sleepers.iter().all(|&pid| !has_exited(pid)), "the children still run");
+    for &pid in &sleepers {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        reap(pid);
+    }
+    let spare = ctx.loans().1;
+    assert!((1..=8).contains(&spare), "{spare} stacks to lend again");
+    for _ in 0..50 {
+        let pid = spawn(&ctx, &["/bin/true"]).pid;
+        assert_eq!(reap(pid), nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(pid), 0));
+    }
+    // The same stacks, lent again and again: none made beyond those.
+    assert_eq!(ctx.loans(), (0, spare));
+}
+
+#[test]
+#[allow(unsafe_code)]
+fn a_child_that_cannot_exec_leaves_the_errno_of_orchs_thread_alone() {
+    let ctx = Context::new(&[]).unwrap();
+    for _ in 0..20 {
+        let spawned = spawn(&ctx, &["/no/such/program"]);
+        // SAFETY: this thread's own errno. Set once the child is made: it fails its
+        // exec meanwhile, on another core or when this thread yields.
+        unsafe { *libc::__errno_location() = 7777 };
+        while !has_exited(spawned.pid) {
+            std::hint::spin_loop();
+        }
+        // SAFETY: as above.
+        assert_eq!(unsafe { *libc::__errno_location() }, 7777, "the child wrote errno into orch's thread");
+        assert_eq!(reap(spawned.pid), nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(spawned.pid), 127));
+        let error = spawned.failure.error(None).expect("the child says why");
+        assert_eq!(error.raw_os_error(), Some(libc::ENOENT));
+    }
+}
