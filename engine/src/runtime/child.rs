@@ -22,6 +22,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::Arc;
 
+use nix::libc;
 use syscalls::{syscall, Errno, Sysno};
 
 /// The child's stack: it runs a few frames deep until it execs.
@@ -32,8 +33,12 @@ const STACK_BYTES: usize = 64 * 1024;
 const SPARE_STACKS: usize = 16;
 
 /// The kernel's signal set, in bytes (`_NSIG / 8`), as `rt_sigaction` and
-/// `rt_sigprocmask` take it.
-const SIGSET_BYTES: usize = if cfg!(any(target_arch = "mips", target_arch = "mips64")) { 16 } else { 8 };
+/// `rt_sigprocmask` take it: 64 signals on every architecture orch builds for (mips,
+/// with 128, is not one).
+pub(super) const SIGSET_BYTES: usize = 8;
+
+#[cfg(any(target_arch = "mips", target_arch = "mips64", target_arch = "mips32r6", target_arch = "mips64r6"))]
+compile_error!("the child's raw signal calls assume a 64-signal kernel sigset");
 
 /// Why a child did not get to run its program: written by the child just before it
 /// exits 127, read once it is reaped.
@@ -120,8 +125,48 @@ pub(super) struct Lent {
 unsafe impl Send for Lent {}
 
 impl Lent {
+    /// Where the kernel clears the child's tid: `clone`'s `child_tid`.
+    pub fn tid_word(&self) -> *mut c_int {
+        self.tid.as_ptr().cast()
+    }
+
+    pub fn stack_top(&self) -> *mut c_void {
+        self.stack.top()
+    }
+
+    /// `clone`'s argument for [`run`].
+    pub fn plan(&self) -> *mut c_void {
+        std::ptr::addr_of!(self.plan).cast_mut().cast()
+    }
+
+    /// The child has exec'd or exited: nothing here is read any more.
+    fn returned(&self) -> bool {
+        self.tid.load(Ordering::Acquire) == 0
+    }
+}
+
+/// A `Lent` at a fixed address, from `Box::leak`: nothing moves it or re-asserts unique
+/// ownership of it (moving a `Box` would) while its child reads it. Dropping a `Loan`
+/// leaves the `Lent` allocated; only [`Loan::stack`] frees it.
+#[derive(Debug)]
+pub(super) struct Loan(NonNull<Lent>);
+
+// SAFETY: a `Lent` is `Send`, and a `Loan` is its only owner.
+#[allow(unsafe_code)]
+unsafe impl Send for Loan {}
+
+impl std::ops::Deref for Loan {
+    type Target = Lent;
+    #[allow(unsafe_code)]
+    fn deref(&self) -> &Lent {
+        // SAFETY: allocated in `Lent::new`, freed only by `stack`, which takes the loan.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl Loan {
     /// A loan of `stack` for `start`; also the failure cell the child will write to.
-    pub fn new(stack: Stack, start: Start<'_>, inherited: &Arc<Inherited>) -> (Box<Lent>, Arc<Failure>) {
+    pub fn new(stack: Stack, start: Start<'_>, inherited: &Arc<Inherited>) -> (Loan, Arc<Failure>) {
         let mut argv: Vec<*const c_char> = start.argv.iter().map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
         let mut envp: Vec<*const c_char> = Vec::with_capacity(inherited.env.len() + start.extra.len() + 1);
@@ -155,26 +200,16 @@ impl Lent {
             _inherited: inherited.clone(),
             _failure: failure.clone(),
         };
-        (Box::new(lent), failure)
+        (Loan(NonNull::from(Box::leak(Box::new(lent)))), failure)
     }
 
-    /// Where the kernel clears the child's tid: `clone`'s `child_tid`.
-    pub fn tid_word(&self) -> *mut c_int {
-        self.tid.as_ptr().cast()
-    }
-
-    pub fn stack_top(&self) -> *mut c_void {
-        self.stack.top()
-    }
-
-    /// `clone`'s argument for [`run`].
-    pub fn plan(&self) -> *mut c_void {
-        std::ptr::addr_of!(self.plan).cast_mut().cast()
-    }
-
-    /// The child has exec'd or exited: nothing here is read any more.
-    fn returned(&self) -> bool {
-        self.tid.load(Ordering::Acquire) == 0
+    /// Frees the loan, keeping its stack: only once its child has let go of it, or was
+    /// never made.
+    #[allow(unsafe_code)]
+    fn stack(self) -> Stack {
+        // SAFETY: from `Box::leak` in `Lent::new`; the child reads it no more.
+        let lent = unsafe { Box::from_raw(self.0.as_ptr()) };
+        lent.stack
     }
 }
 
@@ -182,10 +217,7 @@ impl Lent {
 /// lend again.
 #[derive(Debug, Default)]
 pub(super) struct Loans {
-    /// Boxed: the kernel clears each tid word, and each child reads its plan, where it
-    /// was when the child was made; a vector's elements move.
-    #[allow(clippy::vec_box)]
-    out: Vec<Box<Lent>>,
+    out: Vec<Loan>,
     spare: Vec<Stack>,
 }
 
@@ -196,16 +228,14 @@ impl Loans {
         self.spare.pop().map_or_else(Stack::new, Ok)
     }
 
-    /// Keeps `lent` until its child has let go of it.
-    pub fn lend(&mut self, lent: Box<Lent>) {
-        self.out.push(lent);
+    /// Keeps `loan` until its child has let go of it.
+    pub fn lend(&mut self, loan: Loan) {
+        self.out.push(loan);
     }
 
     /// A loan whose child was never made: its stack is free at once.
-    #[allow(clippy::boxed_local)]
-    pub fn unused(&mut self, lent: Box<Lent>) {
-        let Lent { stack, .. } = *lent;
-        self.spare.push(stack);
+    pub fn unused(&mut self, loan: Loan) {
+        self.spare.push(loan.stack());
     }
 
     /// Loans not yet given back, and stacks to lend again (tests).
@@ -219,7 +249,7 @@ impl Loans {
         let mut i = 0;
         while i < self.out.len() {
             if self.out[i].returned() {
-                let Lent { stack, .. } = *self.out.swap_remove(i);
+                let stack = self.out.swap_remove(i).stack();
                 // A burst of spawns (a high cap) lends many stacks at once; keep a few.
                 if self.spare.len() < SPARE_STACKS {
                     self.spare.push(stack);
@@ -234,11 +264,9 @@ impl Loans {
 impl Drop for Loans {
     fn drop(&mut self) {
         // A child that has not exec'd yet (the run ended in an error right after a
-        // spawn, or the child is stopped) still reads its loan: leave it allocated.
+        // spawn, or the child is stopped) still reads its loan: the loans left are
+        // dropped without being freed.
         self.reclaim();
-        for lent in self.out.drain(..) {
-            std::mem::forget(lent);
-        }
     }
 }
 
@@ -307,8 +335,8 @@ pub(super) extern "C" fn run(arg: *mut c_void) -> c_int {
                 fail(plan, e, true);
             }
         }
-        let none = [0u64; 2];
-        let _ = syscall!(Sysno::rt_sigprocmask, 2 /* SIG_SETMASK */, none.as_ptr(), 0, SIGSET_BYTES);
+        let none = 0u64;
+        let _ = syscall!(Sysno::rt_sigprocmask, libc::SIG_SETMASK, &none as *const u64, 0, SIGSET_BYTES);
         let e = syscall!(Sysno::execve, plan.program, plan.argv, plan.envp).err().unwrap_or(Errno::ENOEXEC);
         fail(plan, e, false)
     }

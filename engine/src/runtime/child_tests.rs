@@ -42,10 +42,42 @@ fn until(what: &str, done: impl Fn() -> bool) {
     }
 }
 
+fn context(vfork: bool) -> Context {
+    let ctx = Context::new(&[]).unwrap();
+    if vfork {
+        ctx.use_vfork();
+    }
+    ctx
+}
+
 #[test]
 fn loans_come_back_when_children_exec_and_their_stacks_are_lent_again() {
-    let ctx = Context::new(&[]).unwrap();
+    loans_come_back(false);
+}
+
+/// `ORCH_SPAWN=vfork` (valgrind) and the fallback an emulator gets: the same loans,
+/// given back before the spawn returns.
+#[test]
+fn with_vfork_loans_come_back_too() {
+    loans_come_back(true);
+}
+
+#[test]
+fn a_child_that_cannot_exec_leaves_the_errno_of_orchs_thread_alone() {
+    errno_left_alone(false);
+}
+
+#[test]
+fn with_vfork_a_child_that_cannot_exec_leaves_errno_alone_too() {
+    errno_left_alone(true);
+}
+
+fn loans_come_back(vfork: bool) {
+    let ctx = context(vfork);
     let sleepers: Vec<i32> = (0..8).map(|_| spawn(&ctx, &["/bin/sleep", "5"]).pid).collect();
+    if vfork {
+        assert_eq!(ctx.loans().0, 0, "with CLONE_VFORK each child has exec'd when the spawn returns");
+    }
     // Every one has exec'd (its loan is back) while every one still runs.
     until("the loans come back at exec", || ctx.loans().0 == 0);
     assert!(sleepers.iter().all(|&pid| !has_exited(pid)), "the children still run");
@@ -63,10 +95,9 @@ fn loans_come_back_when_children_exec_and_their_stacks_are_lent_again() {
     assert_eq!(ctx.loans(), (0, spare));
 }
 
-#[test]
 #[allow(unsafe_code)]
-fn a_child_that_cannot_exec_leaves_the_errno_of_orchs_thread_alone() {
-    let ctx = Context::new(&[]).unwrap();
+fn errno_left_alone(vfork: bool) {
+    let ctx = context(vfork);
     for _ in 0..20 {
         let spawned = spawn(&ctx, &["/no/such/program"]);
         // SAFETY: this thread's own errno. Set once the child is made: it fails its

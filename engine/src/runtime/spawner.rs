@@ -13,6 +13,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use nix::libc;
@@ -32,6 +33,10 @@ pub struct Context {
     /// orch's PATH, to look programs up on.
     path: Vec<u8>,
     loans: Mutex<Loans>,
+    /// Children start with `CLONE_VFORK` (this thread waits for each exec): set by
+    /// `ORCH_SPAWN=vfork` (for valgrind, which refuses a `CLONE_VM` child that is not a
+    /// thread), or after an emulator refused one.
+    vfork: AtomicBool,
 }
 
 /// A child just made: its pid, and where it will say why, if it cannot run its program
@@ -67,7 +72,8 @@ impl Context {
             env.push((key.clone(), entry(&key, value.as_bytes())?));
         }
         let inherited = Arc::new(Inherited { env, reset });
-        Ok(Context { devnull, inherited, path, loans: Mutex::default() })
+        let vfork = AtomicBool::new(std::env::var_os("ORCH_SPAWN").is_some_and(|v| v == "vfork"));
+        Ok(Context { devnull, inherited, path, loans: Mutex::default(), vfork })
     }
     /// The program to exec: `name` itself when it holds a `/`, else the first
     /// executable file of that name on `path` (the task's PATH if it sets one, else
@@ -109,39 +115,55 @@ impl Context {
     ) -> io::Result<Spawned> {
         let mut loans = self.loans.lock().unwrap_or_else(|p| p.into_inner());
         let start = Start { program, argv, skip, extra, cwd, devnull: self.devnull.as_raw_fd(), output };
-        let (lent, failure) = child::Lent::new(loans.stack()?, start, &self.inherited);
-        // SAFETY: every signal is blocked around the clone (the raw syscall also blocks
-        // glibc's internal ones), so no handler of orch's runs in the child, in orch's
-        // memory, before it has reset them. The child reads only its loan, which is
-        // kept until the kernel clears its tid word (at its exec or exit), and writes
-        // only its failure cell (see `child.rs`).
+        let (loan, failure) = child::Loan::new(loans.stack()?, start, &self.inherited);
+        // SAFETY: every signal is blocked around the clone (a raw mask of all ones: libc's
+        // `sigfillset` leaves out the two glibc keeps for itself), so no handler of orch's
+        // runs in the child, in orch's memory, before it has reset them. The child reads
+        // only its loan, which stays where it is until the kernel clears its tid word (at
+        // its exec or exit), and writes only its failure cell (see `child.rs`).
         let pid = unsafe {
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            let mut old: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_BLOCK, &all, &mut old, 8);
-            let pid = libc::clone(
-                child::run,
-                lent.stack_top(),
-                libc::CLONE_VM | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD,
-                lent.plan(),
-                std::ptr::null_mut::<libc::pid_t>(),
-                std::ptr::null_mut::<libc::c_void>(),
-                lent.tid_word(),
+            let all = u64::MAX;
+            let mut old = 0u64;
+            libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_BLOCK, &all, &mut old, child::SIGSET_BYTES);
+            let clone = |vfork: bool| {
+                let flags = libc::CLONE_VM | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD;
+                libc::clone(
+                    child::run,
+                    loan.stack_top(),
+                    if vfork { flags | libc::CLONE_VFORK } else { flags },
+                    loan.plan(),
+                    std::ptr::null_mut::<libc::pid_t>(),
+                    std::ptr::null_mut::<libc::c_void>(),
+                    loan.tid_word(),
+                )
+            };
+            let mut pid = clone(self.vfork.load(Ordering::Relaxed));
+            let mut clone_error = io::Error::last_os_error();
+            if pid < 0 && clone_error.raw_os_error() == Some(libc::EINVAL) && !self.vfork.load(Ordering::Relaxed) {
+                // An emulator (qemu's user mode) takes `CLONE_VM` only for threads, and
+                // `CLONE_VFORK` as a fork: wait for each exec, as before, from now on.
+                self.vfork.store(true, Ordering::Relaxed);
+                pid = clone(true);
+                clone_error = io::Error::last_os_error();
+            }
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                &old,
+                std::ptr::null_mut::<u64>(),
+                child::SIGSET_BYTES,
             );
-            let clone_error = io::Error::last_os_error();
-            libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &old, std::ptr::null_mut::<libc::sigset_t>(), 8);
             if pid < 0 {
-                loans.unused(lent);
+                loans.unused(loan);
                 return Err(clone_error);
             }
-            // The child makes itself a group leader first thing; made so here too, so
-            // that a kill of its group from the moment this returns reaches it even if
+            // The child makes itself a group leader before it execs; made so here too,
+            // so that a kill of its group from the moment this returns reaches it even if
             // it has not run yet. (EACCES once it has exec'd, by then in its group.)
             libc::setpgid(pid, pid);
             pid
         };
-        loans.lend(lent);
+        loans.lend(loan);
         Ok(Spawned { pid, failure })
     }
 
@@ -149,6 +171,12 @@ impl Context {
     #[cfg(test)]
     pub fn loans(&self) -> (usize, usize) {
         self.loans.lock().unwrap_or_else(|p| p.into_inner()).counts()
+    }
+
+    /// Starts children with `CLONE_VFORK`, as `ORCH_SPAWN=vfork` does (tests).
+    #[cfg(test)]
+    pub fn use_vfork(&self) {
+        self.vfork.store(true, Ordering::Relaxed);
     }
 }
 
