@@ -172,14 +172,16 @@ impl OutputFiles {
     fn collect(&self, slot: Slot, blobs: &Path, pgid: i32) -> output::Stored {
         // Asked before the size is taken: once nobody else holds the file, nobody can
         // write to it any more, so the size is final.
-        let alone = match (slot.child_shares, self.proc_fds().is_some()) {
-            (false, _) => spawner::sole_opener(&slot.file).unwrap_or_else(|| !group_alive(pgid)),
+        let alone = if !slot.child_shares {
+            spawner::sole_opener(&slot.file).unwrap_or_else(|| !group_alive(pgid))
+        } else if self.proc_fds().is_some() {
             // The child shared orch's own open file although it could have had its own:
             // whoever it left holding it is invisible to the lease from now on, so the
             // file is not used again.
-            (true, true) => false,
+            false
+        } else {
             // No /proc: the group is all there is to go by.
-            (true, false) => !group_alive(pgid),
+            !group_alive(pgid)
         };
         // The size, from orch's own open file (one syscall): SEEK_END is absolute, and
         // the offset stays at 0 when nothing was written (the usual case: nothing to reset).
