@@ -72,6 +72,27 @@ fn with_vfork_a_child_that_cannot_exec_leaves_errno_alone_too() {
     errno_left_alone(true);
 }
 
+/// Under an emulator that refuses the clone (EINVAL), the spawn falls back to
+/// `CLONE_VFORK` at once, for this child and every later one, and the loan the refused
+/// clone was given serves the retry.
+#[test]
+fn a_refused_clone_falls_back_to_vfork_for_good() {
+    let ctx = context(false);
+    ctx.emulate_qemu_user();
+    assert!(!ctx.uses_vfork());
+    let first = spawn(&ctx, &["/bin/sh", "-c", "exit 7"]).pid;
+    assert!(ctx.uses_vfork(), "the refusal switched the spawner to CLONE_VFORK");
+    assert_eq!(ctx.loans().0, 0, "with CLONE_VFORK the child has exec'd when the spawn returns");
+    assert_eq!(reap(first), nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(first), 7));
+    let spare = ctx.loans().1;
+    assert_eq!(spare, 1, "the refused clone's stack was used by the retry, not leaked or doubled");
+    for _ in 0..5 {
+        let pid = spawn(&ctx, &["/bin/true"]).pid;
+        assert_eq!(reap(pid), nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(pid), 0));
+    }
+    assert_eq!(ctx.loans(), (0, 1));
+}
+
 fn loans_come_back(vfork: bool) {
     let ctx = context(vfork);
     let sleepers: Vec<i32> = (0..8).map(|_| spawn(&ctx, &["/bin/sleep", "5"]).pid).collect();

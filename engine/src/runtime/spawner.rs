@@ -37,6 +37,10 @@ pub struct Context {
     /// `ORCH_SPAWN=vfork` (for valgrind, which refuses a `CLONE_VM` child that is not a
     /// thread), or after an emulator refused one.
     vfork: AtomicBool,
+    /// Answer a clone without `CLONE_VFORK` with EINVAL, as qemu's user mode does
+    /// (tests of the fallback: there is no emulator here).
+    #[cfg(test)]
+    emulated: AtomicBool,
 }
 
 /// A child just made: its pid, and where it will say why, if it cannot run its program
@@ -73,7 +77,15 @@ impl Context {
         }
         let inherited = Arc::new(Inherited { env, reset });
         let vfork = AtomicBool::new(std::env::var_os("ORCH_SPAWN").is_some_and(|v| v == "vfork"));
-        Ok(Context { devnull, inherited, path, loans: Mutex::default(), vfork })
+        Ok(Context {
+            devnull,
+            inherited,
+            path,
+            loans: Mutex::default(),
+            vfork,
+            #[cfg(test)]
+            emulated: AtomicBool::new(false),
+        })
     }
     /// The program to exec: `name` itself when it holds a `/`, else the first
     /// executable file of that name on `path` (the task's PATH if it sets one, else
@@ -126,6 +138,11 @@ impl Context {
             let mut old = 0u64;
             libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_BLOCK, &all, &mut old, child::SIGSET_BYTES);
             let clone = |vfork: bool| {
+                #[cfg(test)]
+                if !vfork && self.emulated.load(Ordering::Relaxed) {
+                    *libc::__errno_location() = libc::EINVAL;
+                    return -1;
+                }
                 let flags = libc::CLONE_VM | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD;
                 libc::clone(
                     child::run,
@@ -177,6 +194,18 @@ impl Context {
     #[cfg(test)]
     pub fn use_vfork(&self) {
         self.vfork.store(true, Ordering::Relaxed);
+    }
+
+    /// Refuses `CLONE_VM` without `CLONE_VFORK` from now on, as qemu's user mode does.
+    #[cfg(test)]
+    pub fn emulate_qemu_user(&self) {
+        self.emulated.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether children now start with `CLONE_VFORK`.
+    #[cfg(test)]
+    pub fn uses_vfork(&self) -> bool {
+        self.vfork.load(Ordering::Relaxed)
     }
 }
 
