@@ -68,12 +68,26 @@ impl Failure {
     }
 }
 
-/// What every child of a run inherits from orch: the environment, and the signals to
-/// put back to their default. Shared by the run's `spawner::Context` and every loan.
+/// What every child of a run inherits from orch: the environment, the signals to put
+/// back to their default, and the terminal's signals to drop. Shared by the run's
+/// `spawner::Context` and every loan.
 #[derive(Debug)]
 pub(super) struct Inherited {
     pub env: Vec<(Vec<u8>, CString)>,
     pub reset: Vec<c_int>,
+    /// The signals a terminal (or a shell, to a job) sends to a process group — Ctrl-C,
+    /// the quit key, hang-up, Ctrl-Z and the background-tty stops — those orch does not ignore.
+    /// A child is in orch's group from its clone to its `setpgid`, and one of these sent
+    /// to that group meanwhile would reach it late, in a group of its own: a Ctrl-Z would
+    /// stop it where the `fg` that continues orch's group does not reach (the run waits
+    /// for it forever), a Ctrl-C would kill it and fail its task instead of cancelling
+    /// it. Children are kept out of orch's job control: such a signal is dropped. orch
+    /// itself sends its children only SIGTERM and SIGKILL.
+    pub terminal: Vec<c_int>,
+    /// Signals each child raises at itself first (0: none), as if they reached orch's
+    /// group then (tests).
+    #[cfg(test)]
+    pub raise: [c_int; 2],
 }
 
 /// One child's start: its program, arguments and cwd, its environment (the inherited
@@ -101,7 +115,11 @@ struct Plan {
     cwd: *const c_char,
     reset: *const c_int,
     reset_len: usize,
+    terminal: *const c_int,
+    terminal_len: usize,
     failure: *const Failure,
+    #[cfg(test)]
+    raise: [c_int; 2],
 }
 
 /// Memory lent to one child until it has exec'd or exited: its stack, its plan, and
@@ -185,7 +203,11 @@ impl Loan {
             cwd: start.cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
             reset: inherited.reset.as_ptr(),
             reset_len: inherited.reset.len(),
+            terminal: inherited.terminal.as_ptr(),
+            terminal_len: inherited.terminal.len(),
             failure: Arc::as_ptr(&failure),
+            #[cfg(test)]
+            raise: inherited.raise,
         };
         let mut strings = start.argv;
         strings.push(start.program);
@@ -317,13 +339,29 @@ pub(super) extern "C" fn run(arg: *mut c_void) -> c_int {
     // made: no libc, no thread-local, no allocation, no lock.
     unsafe {
         let plan = &*(arg as *const Plan);
+        #[cfg(test)]
+        if let Ok(pid) = syscall!(Sysno::getpid) {
+            for sig in plan.raise.into_iter().filter(|&sig| sig != 0) {
+                let _ = syscall!(Sysno::kill, pid, sig);
+            }
+        }
         // The kernel's sigaction for SIG_DFL: handler 0, no flags, no restorer, an empty
-        // mask — all zeros, whatever the architecture's layout.
-        let default = [0u64; 8];
+        // mask — all zeros, whatever the architecture's layout. For SIG_IGN the handler
+        // (the first field wherever orch builds) is 1.
+        let default = [0usize; 16];
+        let mut ignore = [0usize; 16];
+        ignore[0] = libc::SIG_IGN;
         for i in 0..plan.reset_len {
             let _ = syscall!(Sysno::rt_sigaction, *plan.reset.add(i), default.as_ptr(), 0, SIGSET_BYTES);
         }
-        let fds = syscall!(Sysno::setpgid, 0, 0)
+        let group = syscall!(Sysno::setpgid, 0, 0);
+        // Out of orch's group now: a terminal's signal sent to that group meanwhile, still
+        // pending (every signal is blocked), is dropped by ignoring it for a moment.
+        for i in 0..plan.terminal_len {
+            let _ = syscall!(Sysno::rt_sigaction, *plan.terminal.add(i), ignore.as_ptr(), 0, SIGSET_BYTES);
+            let _ = syscall!(Sysno::rt_sigaction, *plan.terminal.add(i), default.as_ptr(), 0, SIGSET_BYTES);
+        }
+        let fds = group
             .and_then(|_| syscall!(Sysno::dup3, plan.output, 1, 0))
             .and_then(|_| syscall!(Sysno::dup3, plan.output, 2, 0))
             .and_then(|_| syscall!(Sysno::dup3, plan.devnull, 0, 0));

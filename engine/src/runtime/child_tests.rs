@@ -93,6 +93,45 @@ fn a_refused_clone_falls_back_to_vfork_for_good() {
     assert_eq!(ctx.loans(), (0, 1));
 }
 
+/// A Ctrl-Z or a Ctrl-C that reaches orch's process group while a new child is still
+/// in it is dropped once the child has a group of its own: the child neither stops
+/// there (where the `fg` that continues orch's group would not reach it; with vfork,
+/// orch's thread would wait for its exec forever) nor dies of the Ctrl-C (its task
+/// would fail instead of being cancelled by orch).
+#[test]
+fn a_stop_sent_to_orchs_group_before_the_child_left_it_is_dropped() {
+    signals_dropped(false, [libc::SIGTSTP, libc::SIGTTIN]);
+}
+
+#[test]
+fn an_interrupt_sent_to_orchs_group_before_the_child_left_it_is_dropped() {
+    signals_dropped(false, [libc::SIGINT, libc::SIGQUIT]);
+}
+
+/// (A Ctrl-Z alone: without the drop, a vfork child stopped before its exec would hold
+/// this test's thread in `clone` forever, not fail it.)
+#[test]
+fn with_vfork_an_interrupt_from_orchs_group_is_dropped_too() {
+    signals_dropped(true, [libc::SIGINT, libc::SIGHUP]);
+}
+
+fn signals_dropped(vfork: bool, signals: [libc::c_int; 2]) {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let mut ctx = Context::new(&[]).unwrap();
+    ctx.raise_in_children(signals);
+    if vfork {
+        ctx.use_vfork();
+    }
+    let pid = spawn(&ctx, &["/bin/sh", "-c", "exit 3"]).pid;
+    let child = nix::unistd::Pid::from_raw(pid);
+    let status = waitpid(child, Some(WaitPidFlag::WUNTRACED)).unwrap();
+    if let WaitStatus::Stopped(..) = status {
+        nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL).unwrap();
+        reap(pid);
+    }
+    assert_eq!(status, WaitStatus::Exited(child, 3), "the child ran its program, neither stopped nor killed");
+}
+
 fn loans_come_back(vfork: bool) {
     let ctx = context(vfork);
     let sleepers: Vec<i32> = (0..8).map(|_| spawn(&ctx, &["/bin/sleep", "5"]).pid).collect();

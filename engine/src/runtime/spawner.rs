@@ -75,7 +75,15 @@ impl Context {
             }
             env.push((key.clone(), entry(&key, value.as_bytes())?));
         }
-        let inherited = Arc::new(Inherited { env, reset });
+        let terminal = [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+        let terminal = terminal.into_iter().filter(|&sig| disposition(sig) != Some(libc::SIG_IGN)).collect();
+        let inherited = Arc::new(Inherited {
+            env,
+            reset,
+            terminal,
+            #[cfg(test)]
+            raise: [0; 2],
+        });
         let vfork = AtomicBool::new(std::env::var_os("ORCH_SPAWN").is_some_and(|v| v == "vfork"));
         Ok(Context {
             devnull,
@@ -200,6 +208,13 @@ impl Context {
     #[cfg(test)]
     pub fn emulate_qemu_user(&self) {
         self.emulated.store(true, Ordering::Relaxed);
+    }
+
+    /// Each child raises `signals` at itself before it has a group of its own, as if
+    /// they reached orch's group then (before any child is made).
+    #[cfg(test)]
+    pub fn raise_in_children(&mut self, signals: [c_int; 2]) {
+        Arc::get_mut(&mut self.inherited).expect("no child made yet").raise = signals;
     }
 
     /// Whether children now start with `CLONE_VFORK`.
