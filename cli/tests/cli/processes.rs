@@ -204,6 +204,41 @@ retry = { max_attempts = 2, base_ms = 10 }
     }
 }
 
+/// Started with a soft limit of 64 open files, orch raises its own to the hard limit
+/// (it holds a file for each running child: 100 at once would need more than 64) and
+/// gives its children the 64 back.
+#[test]
+fn more_children_than_the_soft_open_file_limit_run_and_get_that_limit_back() {
+    let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap().1;
+    if hard < 256 {
+        eprintln!("skipped: the hard open-file limit is {hard}, too low to raise a soft limit of 64 past 100 children");
+        return;
+    }
+    let s = Scratch::new();
+    let mut spec: String =
+        (0..100).map(|i| format!("[[task]]\nid = \"s{i}\"\ncommand = [\"sleep\", \"0.5\"]\n")).collect();
+    spec.push_str("[[task]]\nid = \"limit\"\ncommand = [\"sh\", \"-c\", \"ulimit -Sn\"]\n");
+    let spec = s.write("many.toml", &spec);
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "ulimit -Sn 64 && exec \"$0\" \"$@\"",
+        env!("CARGO_BIN_EXE_orch"),
+        "run",
+        &spec,
+        "-j",
+        "101",
+        "--json",
+    ]);
+    cmd.current_dir(s.path()).env_remove("ORCH_STORE").env_remove("RUST_LOG").stdin(Stdio::null());
+    let out = cmd.output().unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(v["states"]["succeeded"], 101, "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(v["peak_concurrency"].as_u64().unwrap() > 64, "the run never held more than 64 children: {v}");
+    s.orch(&["output", "latest", "limit"]).code(0).stdout_has("64");
+}
+
 #[test]
 fn the_concurrency_cap_holds_and_the_recorded_times_show_the_speedup() {
     let s = Scratch::new();

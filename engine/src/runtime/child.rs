@@ -84,6 +84,8 @@ pub(super) struct Inherited {
     /// it. Children are kept out of orch's job control: such a signal is dropped. orch
     /// itself sends its children only SIGTERM and SIGKILL.
     pub terminal: Vec<c_int>,
+    /// The open-file limits (soft, hard) orch started with, when it raised its own.
+    pub open_files: Option<[u64; 2]>,
     /// Signals each child raises at itself first (0: none), as if they reached orch's
     /// group then (tests).
     #[cfg(test)]
@@ -117,6 +119,8 @@ struct Plan {
     reset_len: usize,
     terminal: *const c_int,
     terminal_len: usize,
+    /// `open_files`, with a soft limit of 0 for none.
+    open_files: [u64; 2],
     failure: *const Failure,
     #[cfg(test)]
     raise: [c_int; 2],
@@ -205,6 +209,7 @@ impl Loan {
             reset_len: inherited.reset.len(),
             terminal: inherited.terminal.as_ptr(),
             terminal_len: inherited.terminal.len(),
+            open_files: inherited.open_files.unwrap_or([0; 2]),
             failure: Arc::as_ptr(&failure),
             #[cfg(test)]
             raise: inherited.raise,
@@ -329,8 +334,9 @@ impl Drop for Stack {
 }
 
 /// The child between clone and exec: puts back the signals orch handles, joins a
-/// process group of its own, takes its three fds and its cwd, unblocks signals (all
-/// were blocked across the clone), and execs. A step that fails is written to the
+/// process group of its own (dropping the terminal's signals that reached it in
+/// orch's), takes its three fds and its cwd, gets back the open-file limit orch
+/// started with, unblocks signals (all were blocked across the clone), and execs. A step that fails is written to the
 /// plan's failure cell, and the child exits 127.
 #[allow(unsafe_code)]
 pub(super) extern "C" fn run(arg: *mut c_void) -> c_int {
@@ -372,6 +378,10 @@ pub(super) extern "C" fn run(arg: *mut c_void) -> c_int {
             if let Err(e) = syscall!(Sysno::chdir, plan.cwd) {
                 fail(plan, e, true);
             }
+        }
+        if plan.open_files[0] != 0 {
+            // The limit orch started with: see `spawner::raise_open_files`.
+            let _ = syscall!(Sysno::prlimit64, 0, libc::RLIMIT_NOFILE, plan.open_files.as_ptr(), 0);
         }
         let none = 0u64;
         let _ = syscall!(Sysno::rt_sigprocmask, libc::SIG_SETMASK, &none as *const u64, 0, SIGSET_BYTES);

@@ -48,17 +48,28 @@ fn temporary(tmp_dir: &Path) -> std::io::Result<(File, PathBuf)> {
     }
 }
 
+/// Says that a blob could not be stored. The log still records the output's digest and
+/// size (what the attempt wrote), and `orch output` will say the blob is missing; the
+/// warning, on orch's stderr, says why at the time.
+fn unstored(dest: &Path, e: &std::io::Error) {
+    tracing::warn!(blob = %dest.display(), error = %e, "an attempt's output could not be stored");
+}
+
 /// Stores bytes under their digest, whole or not at all. A failure to store only loses
-/// the text; the digest (what the log records) is right either way.
+/// the text (and is warned of); the digest (what the log records) is right either way.
 pub(super) fn store_bytes(bytes: &[u8], blobs: &Path, tmp_dir: &Path) -> Stored {
     let digest = Digest::of(bytes);
     let dest = blobs.join(digest.hex());
     if !bytes.is_empty() && !dest.exists() {
         // Written under a temporary name and renamed: a blob is whole or absent.
-        if let Ok((mut file, tmp)) = temporary(tmp_dir) {
-            if file.write_all(bytes).and_then(|()| std::fs::rename(&tmp, &dest)).is_err() {
-                let _ = std::fs::remove_file(&tmp);
+        match temporary(tmp_dir) {
+            Ok((mut file, tmp)) => {
+                if let Err(e) = file.write_all(bytes).and_then(|()| std::fs::rename(&tmp, &dest)) {
+                    let _ = std::fs::remove_file(&tmp);
+                    unstored(&dest, &e);
+                }
             }
+            Err(e) => unstored(&dest, &e),
         }
     }
     (digest, bytes.len() as u64)
@@ -120,7 +131,10 @@ pub(super) fn link_into(file: &File, dest: &Path) -> bool {
 /// kernel (`copy_file_range`: no copy through orch's memory; a reflink where the file
 /// system can).
 pub(super) fn copy_into(file: &File, size: u64, dest: &Path, tmp_dir: &Path) {
-    let Ok((out, tmp)) = temporary(tmp_dir) else { return };
+    let (out, tmp) = match temporary(tmp_dir) {
+        Ok(made) => made,
+        Err(e) => return unstored(dest, &e),
+    };
     let copied = (|| -> std::io::Result<()> {
         let (mut from, mut to) = (0i64, 0i64);
         while (from as u64) < size {
@@ -137,8 +151,9 @@ pub(super) fn copy_into(file: &File, size: u64, dest: &Path, tmp_dir: &Path) {
         Ok(())
     })()
     .and_then(|()| std::fs::rename(&tmp, dest));
-    if copied.is_err() {
+    if let Err(e) = copied {
         let _ = std::fs::remove_file(&tmp);
+        unstored(dest, &e);
     }
 }
 

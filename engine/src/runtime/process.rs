@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use nix::libc;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
@@ -279,7 +280,18 @@ pub fn spawn(
 /// The exit of an attempt whose program could not be started: 127, as a shell's, with
 /// orch's message as its output.
 fn cannot_start(program: &str, e: &std::io::Error, blobs: &Path, outputs: &OutputFiles, duration_ms: u64) -> Exit {
-    let message = format!("orch: cannot start {program:?}: {e}\n");
+    // Out of file descriptors in orch (EMFILE) or in the system (ENFILE): the child's
+    // output file, or the child itself, could not be made. Said on orch's stderr too,
+    // since storing this message needs a file as well.
+    let hint = match e.raw_os_error() {
+        Some(libc::EMFILE) => " (orch holds an open file for each running child: lower -j, or raise `ulimit -Hn`)",
+        Some(libc::ENFILE) => " (the system's open files are used up: lower -j)",
+        _ => "",
+    };
+    if !hint.is_empty() {
+        tracing::warn!(program, error = %e, "cannot start a child{hint}");
+    }
+    let message = format!("orch: cannot start {program:?}: {e}{hint}\n");
     let (output, output_bytes) = output::store_bytes(message.as_bytes(), blobs, &outputs.shared.dir);
     Exit { status: ExitStatus::Code(SPAWN_FAILED_CODE), output, output_bytes, duration_ms }
 }
