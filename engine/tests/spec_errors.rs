@@ -205,6 +205,22 @@ fn empty_commands() {
     );
 }
 
+/// A child gets its argv, environment and cwd as C strings: a NUL byte in any of them
+/// is refused at load, not when the task runs.
+#[test]
+fn nul_bytes_where_a_child_needs_c_strings() {
+    assert_eq!(
+        problems("nul-bytes.toml"),
+        [
+            "nul-bytes.toml:3: task \"argv\": command item 1 contains a NUL byte",
+            "nul-bytes.toml:7: task \"shell\": command contains a NUL byte",
+            "nul-bytes.toml:12: task \"env\" has an invalid environment variable name \"A=B\"",
+            "nul-bytes.toml:12: task \"env\": environment variable OK contains a NUL byte",
+            "nul-bytes.toml:17: task \"cwd\": cwd contains a NUL byte",
+        ]
+    );
+}
+
 #[test]
 fn nothing_to_run_unless_simulated() {
     assert_eq!(

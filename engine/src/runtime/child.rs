@@ -363,9 +363,16 @@ pub(super) extern "C" fn run(arg: *mut c_void) -> c_int {
         let group = syscall!(Sysno::setpgid, 0, 0);
         // Out of orch's group now: a terminal's signal sent to that group meanwhile, still
         // pending (every signal is blocked), is dropped by ignoring it for a moment.
+        let mut pending = 0u64;
+        if syscall!(Sysno::rt_sigpending, &mut pending as *mut u64, SIGSET_BYTES).is_err() {
+            pending = u64::MAX;
+        }
         for i in 0..plan.terminal_len {
-            let _ = syscall!(Sysno::rt_sigaction, *plan.terminal.add(i), ignore.as_ptr(), 0, SIGSET_BYTES);
-            let _ = syscall!(Sysno::rt_sigaction, *plan.terminal.add(i), default.as_ptr(), 0, SIGSET_BYTES);
+            let sig = *plan.terminal.add(i);
+            if pending & (1u64 << (sig - 1)) != 0 {
+                let _ = syscall!(Sysno::rt_sigaction, sig, ignore.as_ptr(), 0, SIGSET_BYTES);
+                let _ = syscall!(Sysno::rt_sigaction, sig, default.as_ptr(), 0, SIGSET_BYTES);
+            }
         }
         let fds = group
             .and_then(|_| syscall!(Sysno::dup3, plan.output, 1, 0))
