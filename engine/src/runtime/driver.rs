@@ -78,6 +78,8 @@ pub(super) enum Incoming {
     },
     /// Ctrl-C, or a request to terminate (SIGTERM, SIGHUP): why the run is cancelled.
     Interrupt(&'static str),
+    /// orch was continued after a stop (SIGCONT).
+    Continued,
     /// A request on the control socket.
     Control(Box<control::Pending>),
     /// A hook ended with this answer.
@@ -198,6 +200,22 @@ impl ProcessWorld {
             runtime.spawn(async move {
                 while stream.recv().await.is_some() {
                     if interrupt_tx.send(Incoming::Interrupt(why)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        // SIGCONT: orch was stopped (Ctrl-Z, or a stop of its group) and continued; its
+        // children's groups are continued too (`Groups::continue_all`).
+        {
+            let mut stream = {
+                let _context = runtime.enter();
+                tokio::signal::unix::signal(SignalKind::from_raw(nix::libc::SIGCONT)).map_err(RuntimeError::Signal)?
+            };
+            let continued_tx = tx.clone();
+            runtime.spawn(async move {
+                while stream.recv().await.is_some() {
+                    if continued_tx.send(Incoming::Continued).is_err() {
                         return;
                     }
                 }
@@ -388,6 +406,10 @@ impl World for ProcessWorld {
                 Incoming::Timer(_) => continue,
                 Incoming::GraceOver { task, attempt } => {
                     self.groups.grace_over(&(task, attempt));
+                    continue;
+                }
+                Incoming::Continued => {
+                    self.groups.continue_all();
                     continue;
                 }
                 Incoming::Interrupt(why) => {

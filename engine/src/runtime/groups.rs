@@ -49,6 +49,16 @@ impl Groups {
         self.live.insert(key, pgid);
     }
 
+    /// SIGCONT to the group of every attempt whose child is not reaped yet: orch was
+    /// stopped and has been continued (a shell's `fg`), and its children, in groups of
+    /// their own, are continued with it — also one that a stop of orch's group caught
+    /// in the instant before it left that group, which nothing else would continue.
+    pub(super) fn continue_all(&self) {
+        for &pgid in self.live.values() {
+            process::signal_group(pgid, Signal::SIGCONT);
+        }
+    }
+
     /// SIGTERM to the attempt's group (if its child is not reaped yet); SIGKILL is due
     /// after `grace`.
     pub(super) fn terminate(&mut self, key: &Key, grace: Duration) -> bool {
