@@ -19,11 +19,13 @@ use std::alloc::{alloc, dealloc, Layout};
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::io;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use nix::libc;
 use syscalls::{syscall, Errno, Sysno};
+
+use super::failure::Failure;
 
 /// The child's stack: it runs a few frames deep until it execs.
 const STACK_BYTES: usize = 64 * 1024;
@@ -39,34 +41,6 @@ pub(super) const SIGSET_BYTES: usize = 8;
 
 #[cfg(any(target_arch = "mips", target_arch = "mips64", target_arch = "mips32r6", target_arch = "mips64r6"))]
 compile_error!("the child's raw signal calls assume a 64-signal kernel sigset");
-
-/// Why a child did not get to run its program: written by the child just before it
-/// exits 127, read once it is reaped.
-#[derive(Debug, Default)]
-pub struct Failure {
-    /// The errno of the step that failed; 0 while none has.
-    errno: AtomicI32,
-    /// Non-zero when that step was the change of directory.
-    chdir: AtomicI32,
-}
-
-impl Failure {
-    /// The failed step's error, `None` if the child exec'd (or was killed before it
-    /// could). Only meaningful once the child has been reaped.
-    pub fn error(&self, cwd: Option<&str>) -> Option<io::Error> {
-        let errno = self.errno.load(Ordering::Acquire);
-        if errno == 0 {
-            return None;
-        }
-        let os = io::Error::from_raw_os_error(errno);
-        if self.chdir.load(Ordering::Acquire) != 0 {
-            // Else "No such file or directory" reads as if the program were missing.
-            let dir = cwd.unwrap_or_default();
-            return Some(io::Error::new(os.kind(), format!("cannot change to directory {dir:?}: {os}")));
-        }
-        Some(os)
-    }
-}
 
 /// What every child of a run inherits from orch: the environment, the signals to put
 /// back to their default, and the terminal's signals to drop. Shared by the run's

@@ -7,6 +7,7 @@ mod child;
 mod child_tests;
 pub mod control;
 mod driver;
+mod failure;
 mod groups;
 mod hooks;
 mod output;

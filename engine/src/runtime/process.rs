@@ -259,7 +259,7 @@ pub fn spawn(
                     let duration_ms = started.elapsed().as_millis() as u64;
                     let (output, output_bytes) = outputs.collect(slot, &blobs, pid);
                     // A child that could not run its program said why before it exited.
-                    if let Some(e) = spawned.failure.error(cwd.as_deref()) {
+                    if let Some(e) = spawned.failure.error(&program, cwd.as_deref()) {
                         on_exit(cannot_start(&program, &e, &blobs, &outputs, duration_ms));
                         return;
                     }

@@ -122,6 +122,22 @@ fn a_command_that_cannot_start_exits_127_with_a_message() {
     assert_eq!(f.run(&sh("z", "echo fine")).1, "fine\n");
 }
 
+/// A script whose `#!` interpreter is missing fails with ENOENT, as a missing program
+/// does: the message names the interpreter, the script being there.
+#[test]
+fn a_script_with_a_missing_interpreter_says_so() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new();
+    let script = f.dir.path().join("script");
+    std::fs::write(&script, "#!/no/such/interpreter -x\necho hi\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let argv = vec![script.to_str().unwrap().to_string()];
+    let task = TaskSpec { id: "s".into(), command: Some(Command::Argv(argv)), ..TaskSpec::default() };
+    let (exit, output) = f.run(&task);
+    assert_eq!(exit.status, ExitStatus::Code(process::SPAWN_FAILED_CODE));
+    assert!(output.contains("bad interpreter \"/no/such/interpreter\": No such file or directory"), "{output}");
+}
+
 #[test]
 fn a_program_is_looked_up_on_the_tasks_own_path() {
     let f = Fixture::new();

@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use nix::libc;
 
-use super::child::{self, Failure, Inherited, Loans, Start};
+use super::child::{self, Inherited, Loans, Start};
+use super::failure::Failure;
 
 /// What every child of a run shares: an open `/dev/null`, the environment it inherits,
 /// the signals to put back to their default, and the stacks it runs on before it execs.
