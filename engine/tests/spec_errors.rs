@@ -216,9 +216,16 @@ fn nul_bytes_where_a_child_needs_c_strings() {
             "nul-bytes.toml:7: task \"shell\": command contains a NUL byte",
             "nul-bytes.toml:12: task \"env\" has an invalid environment variable name \"A=B\"",
             "nul-bytes.toml:12: task \"env\": environment variable OK contains a NUL byte",
-            "nul-bytes.toml:17: task \"cwd\": cwd contains a NUL byte",
         ]
     );
+    // A rule for specs written now (logs of before it record such a task failing to
+    // start), so checked after the others.
+    assert_eq!(problems("nul-cwd.toml"), ["nul-cwd.toml:4: task \"cwd\": cwd contains a NUL byte"]);
+    // `validate` (which the fold runs again on the spec a log carries) lets it be, and
+    // so does the fold of a submitted task: logs of before the rule still fold.
+    let old: Spec = serde_json::from_str(r#"{"task": [{"id": "cwd", "command": "true", "cwd": "a\u0000b"}]}"#).unwrap();
+    assert!(spec::validate(&old, &spec::Unplaced("old")).is_ok());
+    assert!(spec::check_new_task(&old.tasks[0]).unwrap_err().contains("cwd contains a NUL byte"));
 }
 
 #[test]

@@ -33,11 +33,18 @@ impl ProcessWorld {
                 let _ = reply.send(Response::ok(Some(view::context_json(state, key.as_deref()))));
                 return None;
             }
-            Request::Create { by, task } => Event::TaskSubmitted(TaskSubmitted {
-                request: request_no,
-                by,
-                task: serde_json::to_string(&task).expect("a task spec always serializes"),
-            }),
+            Request::Create { by, task } => {
+                // The rules for specs written now, which the fold does not re-check.
+                if let Err(why) = crate::spec::check_new_task(&task) {
+                    let _ = reply.send(Response::error(why));
+                    return None;
+                }
+                Event::TaskSubmitted(TaskSubmitted {
+                    request: request_no,
+                    by,
+                    task: serde_json::to_string(&task).expect("a task spec always serializes"),
+                })
+            }
             Request::Update { by, task, status, note } => {
                 Event::TaskUpdated(TaskUpdated { request: request_no, by, task, status, note })
             }

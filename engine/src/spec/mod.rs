@@ -11,7 +11,7 @@ mod validate;
 
 pub use ids::{id_hash, TaskIds};
 pub use model::*;
-pub use parse::{load, parse, Format};
+pub use parse::{check_new_task, load, parse, Format};
 pub use simulated::*;
 pub use validate::{validate, validate_resolved, Places, Resolved, Unplaced};
 

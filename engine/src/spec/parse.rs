@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::toml_places::{line_of, line_starts, TomlPlaces};
 use super::validate::{validate, Places, Unplaced};
-use super::{Error, Problem, RetryPolicy, SimOutcome, Spec};
+use super::{Error, Problem, RetryPolicy, SimOutcome, Spec, TaskSpec};
 
 /// The two file formats a spec can be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,11 +85,17 @@ pub fn parse(text: &str, file: &str, format: Format) -> Result<Spec, Error> {
 /// Rules for specs written now, kept out of `validate`, which also reads the specs that
 /// existing logs carry: a log written before a rule existed must still replay. A task
 /// that runs nothing itself (a group of its children) with a timeout or a retry policy,
-/// which would apply to nothing; a simulated exit code no process can exit with.
+/// which would apply to nothing; a simulated exit code no process can exit with; a NUL
+/// byte in a cwd (a child gets it as a C string; logs of before the rule record such a
+/// task failing to start, exit 127).
 fn new_spec_rules(spec: &Spec, places: &dyn Places) -> Result<(), Error> {
     let mut problems = Vec::new();
     for (i, task) in spec.tasks.iter().enumerate() {
         let id = &task.id;
+        if task.more().cwd.as_deref().is_some_and(|cwd| cwd.contains('\0')) {
+            let message = format!("task {id:?}: cwd contains a NUL byte");
+            problems.push(Problem { place: places.task_field(i, "cwd", None), message });
+        }
         if task.command.is_none() && task.sim.is_none() {
             let more = task.more();
             let group = "runs nothing itself (a group of its children)";
@@ -117,6 +123,14 @@ fn new_spec_rules(spec: &Spec, places: &dyn Places) -> Result<(), Error> {
     } else {
         Err(Error::Invalid(problems))
     }
+}
+
+/// The rules for specs written now, for a task submitted to a running run: checked when
+/// the request comes in, before it is recorded (the fold checks only what `validate`
+/// does, so that the logs of before a rule still fold).
+pub fn check_new_task(task: &TaskSpec) -> Result<(), String> {
+    let alone = Spec { run: Default::default(), tasks: vec![task.clone()], waves: Vec::new() };
+    new_spec_rules(&alone, &Unplaced("task")).map_err(|e| e.to_string().replace('\n', "; "))
 }
 
 /// A TOML error as one line: the parser's message without the source snippet it renders.

@@ -221,10 +221,6 @@ impl<'a> Checker<'a> {
                 self.report(about, self.places.task_field(index, &field, None), message);
             }
         }
-        if task.more().cwd.as_deref().is_some_and(|cwd| cwd.contains('\0')) {
-            let message = format!("task {id:?}: cwd contains a NUL byte");
-            self.report(about, self.places.task_field(index, "cwd", None), message);
-        }
         self.after(index, task);
         let parent = self.resolve(task.parent.as_deref());
         self.own_parent.push(parent);
