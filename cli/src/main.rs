@@ -22,6 +22,10 @@ use exit::Failure;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    if matches!(cli.command, Cmd::Run(_) | Cmd::Resume(_)) {
+        // A file for each running child's output: see the engine's `limits.rs`.
+        orch_engine::runtime::raise_open_file_limit();
+    }
     let result = match &cli.command {
         Cmd::Run(a) => cmd_run::run(&cli, a),
         Cmd::Resume(a) => cmd_run::resume(&cli, a),

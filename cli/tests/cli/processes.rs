@@ -248,7 +248,7 @@ retry = { max_attempts = 2, base_ms = 10 }
 
 /// Started with a soft limit of 64 open files, orch raises its own to the hard limit
 /// (it holds a file for each running child: 100 at once would need more than 64) and
-/// gives its children the 64 back.
+/// gives its children and its hooks the 64 back.
 #[test]
 fn more_children_than_the_soft_open_file_limit_run_and_get_that_limit_back() {
     let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap().1;
@@ -257,8 +257,10 @@ fn more_children_than_the_soft_open_file_limit_run_and_get_that_limit_back() {
         return;
     }
     let s = Scratch::new();
-    let mut spec: String =
-        (0..100).map(|i| format!("[[task]]\nid = \"s{i}\"\ncommand = [\"sleep\", \"0.5\"]\n")).collect();
+    // The hook accepts the run only if it got the limit back.
+    let mut spec =
+        String::from("[run]\nbefore_finalize = 'test \"$(ulimit -Sn)\" = 64 && echo accept || echo reject'\n\n");
+    spec.extend((0..100).map(|i| format!("[[task]]\nid = \"s{i}\"\ncommand = [\"sleep\", \"0.5\"]\n")));
     spec.push_str("[[task]]\nid = \"limit\"\ncommand = [\"sh\", \"-c\", \"ulimit -Sn\"]\n");
     let spec = s.write("many.toml", &spec);
     let mut cmd = Command::new("sh");
@@ -278,7 +280,8 @@ fn more_children_than_the_soft_open_file_limit_run_and_get_that_limit_back() {
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(v["states"]["succeeded"], 101, "{}", String::from_utf8_lossy(&out.stderr));
     assert!(v["peak_concurrency"].as_u64().unwrap() > 64, "the run never held more than 64 children: {v}");
-    s.orch(&["output", "latest", "limit"]).code(0).stdout_has("64");
+    assert_eq!(s.orch(&["output", "latest", "limit"]).code(0).stdout.trim(), "64");
+    assert_eq!(v["outcome"], "succeeded", "the before_finalize hook did not get the limit back: {v}");
 }
 
 #[test]

@@ -58,7 +58,8 @@ pub(super) struct Inherited {
     /// it. Children are kept out of orch's job control: such a signal is dropped. orch
     /// itself sends its children only SIGTERM and SIGKILL.
     pub terminal: Vec<c_int>,
-    /// The open-file limits (soft, hard) orch started with, when it raised its own.
+    /// The open-file limits (soft, hard) orch started with, when it raised its own
+    /// (`limits.rs`).
     pub open_files: Option<[u64; 2]>,
     /// Signals each child raises at itself first (0: none), as if they reached orch's
     /// group then (tests).
@@ -361,7 +362,7 @@ pub(super) extern "C" fn run(arg: *mut c_void) -> c_int {
             }
         }
         if plan.open_files[0] != 0 {
-            // The limit orch started with: see `spawner::raise_open_files`.
+            // The limit orch started with: see `limits.rs`.
             let _ = syscall!(Sysno::prlimit64, 0, libc::RLIMIT_NOFILE, plan.open_files.as_ptr(), 0);
         }
         let none = 0u64;

@@ -11,6 +11,7 @@
 use std::path::PathBuf;
 use std::process::Stdio;
 
+use nix::sys::resource::{setrlimit, Resource};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::record::Verdict;
@@ -89,6 +90,19 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
         .kill_on_drop(true);
     if let Some(cwd) = &call.cwd {
         cmd.current_dir(cwd);
+    }
+    let limits = super::limits::started_with();
+    // SAFETY: runs in the forked child before exec, and only makes a system call. Set
+    // even when there is no limit to give back: a hook is then forked, not spawned with
+    // `CLONE_VFORK`, so a Ctrl-Z that reaches it in orch's group before it has one of
+    // its own stops it there (where `fg` continues it), and never holds orch's thread
+    // in a vfork that waits for an exec.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(move || match limits {
+            Some([soft, hard]) => setrlimit(Resource::RLIMIT_NOFILE, soft, hard).map_err(std::io::Error::from),
+            None => Ok(()),
+        });
     }
     let mut child = cmd.spawn().map_err(|e| format!("hook could not start: {e}"))?;
     // The hook leads its own group (pgid = its pid): a timeout kills what it started too.

@@ -10,6 +10,7 @@ mod driver;
 mod failure;
 mod groups;
 mod hooks;
+mod limits;
 mod output;
 pub mod process;
 #[cfg(test)]
@@ -27,6 +28,7 @@ use std::time::Duration;
 use orch_log_format::{Durability, Options};
 
 pub use driver::RuntimeError;
+pub use limits::raise_open_file_limit;
 pub use store::{Resolved, Store, StoreError};
 
 use crate::graph::Graph;

@@ -82,7 +82,7 @@ impl Context {
             env,
             reset,
             terminal,
-            open_files: raise_open_files(),
+            open_files: super::limits::started_with(),
             #[cfg(test)]
             raise: [0; 2],
         });
@@ -224,21 +224,6 @@ impl Context {
     pub fn uses_vfork(&self) -> bool {
         self.vfork.load(Ordering::Relaxed)
     }
-}
-
-/// Raises orch's soft limit on open files to the hard limit, once per process, and
-/// returns the limits it started with, which its children get back before they exec
-/// (None: nothing was raised). orch holds an open file for each running child's
-/// output, so a run of more than ~1,000 at once would fail spawns (EMFILE) under the
-/// usual soft limit of 1,024; the limit is there for `select`, which orch does not use,
-/// and which programs it starts may. Go's runtime does the same.
-fn raise_open_files() -> Option<[u64; 2]> {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    static STARTED_WITH: OnceLock<Option<[u64; 2]>> = OnceLock::new();
-    *STARTED_WITH.get_or_init(|| {
-        let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
-        (soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok()).then_some([soft, hard])
-    })
 }
 
 /// What this process does with `sig` now (`SIG_DFL`, `SIG_IGN`, or a handler), None if
