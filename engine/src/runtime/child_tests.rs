@@ -169,7 +169,7 @@ fn errno_left_alone(vfork: bool) {
         // SAFETY: as above.
         assert_eq!(unsafe { *libc::__errno_location() }, 7777, "the child wrote errno into orch's thread");
         assert_eq!(reap(spawned.pid), nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(spawned.pid), 127));
-        let error = spawned.failure.error("", None).expect("the child says why");
+        let error = spawned.failure.error(|| None, None).expect("the child says why");
         assert_eq!(error.raw_os_error(), Some(libc::ENOENT));
     }
 }

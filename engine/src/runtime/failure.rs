@@ -19,8 +19,9 @@ pub struct Failure {
 
 impl Failure {
     /// The failed step's error, `None` if the child exec'd (or was killed before it
-    /// could). Only meaningful once the child has been reaped.
-    pub fn error(&self, program: &str, cwd: Option<&str>) -> Option<io::Error> {
+    /// could). Only meaningful once the child has been reaped. `program` is the path
+    /// the child exec'd, asked for only when it failed.
+    pub fn error(&self, program: impl FnOnce() -> Option<String>, cwd: Option<&str>) -> Option<io::Error> {
         let errno = self.errno.load(Ordering::Acquire);
         if errno == 0 {
             return None;
@@ -32,7 +33,7 @@ impl Failure {
             return Some(io::Error::new(os.kind(), format!("cannot change to directory {dir:?}: {os}")));
         }
         if errno == libc::ENOENT {
-            if let Some(interpreter) = missing_interpreter(program, cwd) {
+            if let Some(interpreter) = program().and_then(|p| missing_interpreter(&p, cwd)) {
                 return Some(io::Error::new(os.kind(), format!("bad interpreter {interpreter:?}: {os}")));
             }
         }
@@ -40,18 +41,18 @@ impl Failure {
     }
 }
 
-/// The interpreter named on the `#!` line of `program` (a path, as the child exec'd
-/// it), when that interpreter is missing: execve's ENOENT then means the interpreter,
-/// not the script, which exists — as a shell says, "bad interpreter".
+/// The interpreter named on the `#!` line of `program` (the path the child exec'd), when
+/// that interpreter is missing: execve's ENOENT then means the interpreter, not the
+/// script, which exists — as a shell says, "bad interpreter". The name ends where the
+/// kernel ends it, at a space, a tab or the line's end: a `\r` of a script saved with
+/// CRLF line ends is part of it (the usual cause), and shows in the message.
 fn missing_interpreter(program: &str, cwd: Option<&str>) -> Option<String> {
     use std::io::Read;
-    if !program.contains('/') {
-        return None; // found on a PATH that may be the task's own: not looked at again
-    }
-    let path = std::path::Path::new(cwd.unwrap_or(".")).join(program);
+    let dir = std::path::Path::new(cwd.unwrap_or("."));
     let mut head = [0u8; 256];
-    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).ok()?;
-    let line = head[..n].strip_prefix(b"#!")?.split(|&b| b == b'\n').next()?;
-    let interpreter = String::from_utf8_lossy(line).split_whitespace().next()?.to_string();
-    (!std::path::Path::new(cwd.unwrap_or(".")).join(&interpreter).exists()).then_some(interpreter)
+    let n = std::fs::File::open(dir.join(program)).and_then(|mut f| f.read(&mut head)).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let name = line.split(|&b| b == b'\n').next()?.split(|&b| b == b' ' || b == b'\t').find(|w| !w.is_empty())?;
+    let interpreter = String::from_utf8_lossy(name).into_owned();
+    (!dir.join(&interpreter).exists()).then_some(interpreter)
 }

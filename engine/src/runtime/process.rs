@@ -253,13 +253,16 @@ pub fn spawn(
         Ok((slot, spawned, start_ticks)) => {
             let (outputs, pid) = (outputs.clone(), spawned.pid);
             let (program, cwd) = (argv[0].clone(), task.more().cwd.clone());
+            let path = task.more().env.get("PATH").cloned();
             reaper::register(
                 pid,
                 Box::new(move |status| {
                     let duration_ms = started.elapsed().as_millis() as u64;
                     let (output, output_bytes) = outputs.collect(slot, &blobs, pid);
                     // A child that could not run its program said why before it exited.
-                    if let Some(e) = spawned.failure.error(&program, cwd.as_deref()) {
+                    let exec_path =
+                        || outputs.context().ok()?.program(&program, path.as_deref()).ok()?.into_string().ok();
+                    if let Some(e) = spawned.failure.error(exec_path, cwd.as_deref()) {
                         on_exit(cannot_start(&program, &e, &blobs, &outputs, duration_ms));
                         return;
                     }

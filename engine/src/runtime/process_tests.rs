@@ -122,6 +122,20 @@ fn a_command_that_cannot_start_exits_127_with_a_message() {
     assert_eq!(f.run(&sh("z", "echo fine")).1, "fine\n");
 }
 
+/// Runs a task whose program this test has just written: again while its exec finds
+/// the file busy (ETXTBSY: a child another test thread cloned in the instant the file
+/// was open for writing may hold it until that child's exec).
+fn run_written(f: &Fixture, task: &TaskSpec) -> (process::Exit, String) {
+    for _ in 0..50 {
+        let (exit, output) = f.run(task);
+        if !output.contains("Text file busy") {
+            return (exit, output);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("{}: the file stayed busy", task.id);
+}
+
 /// A script whose `#!` interpreter is missing fails with ENOENT, as a missing program
 /// does: the message names the interpreter, the script being there.
 #[test]
@@ -133,9 +147,17 @@ fn a_script_with_a_missing_interpreter_says_so() {
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let argv = vec![script.to_str().unwrap().to_string()];
     let task = TaskSpec { id: "s".into(), command: Some(Command::Argv(argv)), ..TaskSpec::default() };
-    let (exit, output) = f.run(&task);
+    let (exit, output) = run_written(&f, &task);
     assert_eq!(exit.status, ExitStatus::Code(process::SPAWN_FAILED_CODE));
     assert!(output.contains("bad interpreter \"/no/such/interpreter\": No such file or directory"), "{output}");
+    // Saved with CRLF line ends: "/bin/sh\r" is what is missing. And found on PATH.
+    std::fs::write(&script, "#!/bin/sh\r\necho hi\r\n").unwrap();
+    let mut on_path =
+        TaskSpec { id: "p".into(), command: Some(Command::Argv(vec!["script".into()])), ..TaskSpec::default() };
+    on_path.more_mut().env.insert("PATH".into(), f.dir.path().to_str().unwrap().into());
+    let (exit, output) = run_written(&f, &on_path);
+    assert_eq!(exit.status, ExitStatus::Code(process::SPAWN_FAILED_CODE));
+    assert!(output.contains("bad interpreter \"/bin/sh\\r\": No such file or directory"), "{output}");
 }
 
 #[test]
