@@ -172,10 +172,10 @@ command = ["sh", "-c", "sleep 30 & echo $! > pid.c.tmp && mv pid.c.tmp pid.c; wa
 }
 
 /// orch continued after a stop (a shell's `fg`) continues its children's groups too.
-/// Here the child's group is stopped on its own, as a stop of orch's group catches a
-/// child in the instant before it leaves that group: once orch gets SIGCONT the child
-/// runs on. Without that it would stay stopped, and the run would end only at its
-/// timeout (recorded as such).
+/// Here the child stops itself, as a stop of orch's group stops a child caught in the
+/// instant before it leaves that group: once orch gets SIGCONT the child runs on.
+/// Without that it would stay stopped, and the run would end only at its timeout
+/// (recorded as such).
 #[test]
 fn a_continued_orch_continues_its_stopped_children() {
     let s = Scratch::new();
@@ -187,7 +187,7 @@ timeout_ms = 30000
 
 [[task]]
 id = "t"
-command = ["sh", "-c", "echo $$ > pid.tmp && mv pid.tmp pid && exec sleep 0.3"]
+command = ["sh", "-c", "echo $$ > pid.tmp && mv pid.tmp pid && kill -STOP $$ && echo ran"]
 "#,
     );
     let child =
@@ -197,20 +197,17 @@ command = ["sh", "-c", "echo $$ > pid.tmp && mv pid.tmp pid && exec sleep 0.3"]
     let pid: u32 = poll("the child's pid file", Duration::from_secs(10), || {
         std::fs::read_to_string(s.path().join("pid")).ok()?.trim().parse().ok()
     });
-    let signal = |sig: &str, target: String| {
-        assert!(Command::new("kill").args([sig, "--", &target]).status().unwrap().success())
-    };
-    signal("-STOP", format!("-{pid}"));
-    poll("the child to stop", Duration::from_secs(10), || {
+    poll("the child to stop itself", Duration::from_secs(10), || {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         (stat.rsplit(") ").next()?.starts_with('T')).then_some(())
     });
-    signal("-CONT", orch_pid.to_string());
+    assert!(Command::new("kill").args(["-CONT", &orch_pid.to_string()]).status().unwrap().success());
     let status = poll("orch to exit", Duration::from_secs(40), || child.0.try_wait().unwrap());
     assert_eq!(status.code(), Some(0));
     let records = s.records("latest");
     let finished = records.iter().find(|r| kind(r) == "task_finished").unwrap();
     assert_eq!(finished["state"], "succeeded", "{records:?}");
+    assert_eq!(s.orch(&["output", "latest", "t"]).code(0).stdout, "ran\n");
 }
 
 #[test]

@@ -56,7 +56,7 @@ pub(super) struct Inherited {
     /// stop it where the `fg` that continues orch's group does not reach (the run waits
     /// for it forever), a Ctrl-C would kill it and fail its task instead of cancelling
     /// it. Children are kept out of orch's job control: such a signal is dropped. orch
-    /// itself sends its children only SIGTERM and SIGKILL.
+    /// itself sends its children only SIGTERM, SIGKILL and SIGCONT.
     pub terminal: Vec<c_int>,
     /// The open-file limits (soft, hard) orch started with, when it raised its own
     /// (`limits.rs`).
@@ -338,13 +338,15 @@ pub(super) extern "C" fn run(arg: *mut c_void) -> c_int {
         let group = syscall!(Sysno::setpgid, 0, 0);
         // Out of orch's group now: a terminal's signal sent to that group meanwhile, still
         // pending (every signal is blocked), is dropped by ignoring it for a moment.
-        let mut pending = 0u64;
-        if syscall!(Sysno::rt_sigpending, &mut pending as *mut u64, SIGSET_BYTES).is_err() {
-            pending = u64::MAX;
+        // In the kernel's words (`unsigned long`): signals 1 to 32 are in the first one
+        // whatever the word size and byte order, and these are all below 32.
+        let mut pending: [libc::c_ulong; 2] = [0; 2];
+        if syscall!(Sysno::rt_sigpending, pending.as_mut_ptr(), SIGSET_BYTES).is_err() {
+            pending = [libc::c_ulong::MAX; 2];
         }
         for i in 0..plan.terminal_len {
             let sig = *plan.terminal.add(i);
-            if pending & (1u64 << (sig - 1)) != 0 {
+            if pending[0] & (1 << (sig - 1)) != 0 {
                 let _ = syscall!(Sysno::rt_sigaction, sig, ignore.as_ptr(), 0, SIGSET_BYTES);
                 let _ = syscall!(Sysno::rt_sigaction, sig, default.as_ptr(), 0, SIGSET_BYTES);
             }

@@ -115,8 +115,17 @@ fn with_vfork_an_interrupt_from_orchs_group_is_dropped_too() {
     signals_dropped(true, [libc::SIGINT, libc::SIGHUP]);
 }
 
+#[allow(unsafe_code)]
 fn signals_dropped(vfork: bool, signals: [libc::c_int; 2]) {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    // Not vacuous: a signal this process inherited ignored (SIGINT in a background job)
+    // would be ignored by the child too. Put back to the default, as orch finds it.
+    for sig in signals {
+        if super::spawner::disposition(sig) == Some(libc::SIG_IGN) {
+            // SAFETY: a default disposition, no handler.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    }
     let mut ctx = Context::new(&[]).unwrap();
     ctx.raise_in_children(signals);
     if vfork {

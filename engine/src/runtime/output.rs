@@ -51,7 +51,7 @@ fn temporary(tmp_dir: &Path) -> std::io::Result<(File, PathBuf)> {
 /// Says that a blob could not be stored. The log still records the output's digest and
 /// size (what the attempt wrote), and `orch output` will say the blob is missing; the
 /// warning, on orch's stderr, says why at the time.
-fn unstored(dest: &Path, e: &std::io::Error) {
+pub(super) fn unstored(dest: &Path, e: &std::io::Error) {
     tracing::warn!(blob = %dest.display(), error = %e, "an attempt's output could not be stored");
 }
 

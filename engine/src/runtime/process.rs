@@ -69,7 +69,7 @@ pub struct OutputFiles {
 struct Shared {
     dir: PathBuf,
     free: Mutex<Vec<Slot>>,
-    context: OnceLock<Result<spawner::Context, String>>,
+    context: OnceLock<spawner::Context>,
     /// `ORCH_RUN_ID=` and `ORCH_STORE=` of the run (the same for every child).
     run_vars: OnceLock<(ChildEnv, [CString; 3])>,
     /// `/proc/self/fd`, opened once: where each child's own open file of its output
@@ -102,9 +102,15 @@ impl OutputFiles {
         OutputFiles { shared: Arc::new(shared) }
     }
 
+    /// The run's spawn context, made at the first spawn. A failure to make it (no file
+    /// for `/dev/null`, say) fails that spawn with its error, and the next spawn tries
+    /// again: a passing shortage must not fail the rest of the run.
     fn context(&self) -> std::io::Result<&spawner::Context> {
-        let context = self.shared.context.get_or_init(|| spawner::Context::new(&ORCH_VARS).map_err(|e| e.to_string()));
-        context.as_ref().map_err(|e| std::io::Error::other(e.clone()))
+        if let Some(context) = self.shared.context.get() {
+            return Ok(context);
+        }
+        let made = spawner::Context::new(&ORCH_VARS)?;
+        Ok(self.shared.context.get_or_init(|| made))
     }
 
     /// `/proc/self/fd` of this process (None: there is no /proc). Opened once; a fork
@@ -196,11 +202,17 @@ impl OutputFiles {
         } else if size <= output::INLINE_MAX {
             match output::read_exactly(&slot.file, size) {
                 Ok(bytes) => (output::store_bytes(&bytes, blobs, dir), false),
-                Err(_) => ((Digest::EMPTY, 0), false),
+                Err(e) => {
+                    output::unstored(&self.shared.dir, &e);
+                    ((Digest::EMPTY, 0), false)
+                }
             }
         } else {
             let (stored, complete) = output::hash_file(&slot.file, size);
             let dest = blobs.join(stored.0.hex());
+            if !complete {
+                output::unstored(&dest, &std::io::Error::other("the output file could not be read to its end"));
+            }
             if !complete || dest.exists() {
                 (stored, false)
             } else if alone && slot.linkable && output::link_into(&slot.file, &dest) {
