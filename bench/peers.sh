@@ -63,6 +63,16 @@ echo "nproc: $(nproc)"
 lscpu | head -20
 echo "orch: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- engine cli replay log-format || echo ' + uncommitted changes')"
 echo "peers: $(make --version | head -1); ninja $(ninja --version); $(parallel --version | head -1); $(b3sum --version); xargs $(xargs --version | head -1 | awk '{print $NF}')"
+# What a log sync costs depends on the file system under the store: with ext4 and no
+# journal, each fdatasync is three device round trips (docs/performance.md).
+fs_dev=$(findmnt -n -o SOURCE --target "$WORK" 2>/dev/null || true)
+fs_type=$(findmnt -n -o FSTYPE --target "$WORK" 2>/dev/null || true)
+journal=""
+if [ "$fs_type" = ext4 ] && [ -d /proc/fs/jbd2 ]; then
+    # A journaled ext4 mount has its jbd2 entry, <device>-<inode>.
+    if ls /proc/fs/jbd2 | grep -q "^$(basename "$fs_dev")-"; then journal=" (journal)"; else journal=" (no journal)"; fi
+fi
+echo "store's file system: ${fs_type:-unknown}$journal on ${fs_dev:-unknown}, write cache: $(cat /sys/block/"$(basename "${fs_dev:-none}")"/queue/write_cache 2>/dev/null || echo unknown)"
 echo "load before: $(uptime)"
 echo '```'
 echo
