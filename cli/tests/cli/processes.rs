@@ -210,6 +210,48 @@ command = ["sh", "-c", "echo $$ > pid.tmp && mv pid.tmp pid && kill -STOP $$ && 
     assert_eq!(s.orch(&["output", "latest", "t"]).code(0).stdout, "ran\n");
 }
 
+/// The same for a hook: a `before_finalize` hook that stops itself answers once orch
+/// is continued (without that it would sit out its timeout and reject the run).
+#[test]
+fn a_continued_orch_continues_its_stopped_hooks() {
+    let s = Scratch::new();
+    let spec = s.write(
+        "hook.toml",
+        r#"
+[run]
+hook_timeout_ms = 30000
+before_finalize = "echo $$ > pid.tmp && mv pid.tmp pid && kill -STOP $$ && echo accept"
+
+[[task]]
+id = "t"
+command = "true"
+"#,
+    );
+    let child = s
+        .command(&["run", &spec, "--json"])
+        .default_signals()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Reap(child);
+    let orch_pid = child.0.id();
+    let pid: u32 = poll("the hook's pid file", Duration::from_secs(10), || {
+        std::fs::read_to_string(s.path().join("pid")).ok()?.trim().parse().ok()
+    });
+    poll("the hook to stop itself", Duration::from_secs(10), || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        (stat.rsplit(") ").next()?.starts_with('T')).then_some(())
+    });
+    assert!(Command::new("kill").args(["-CONT", &orch_pid.to_string()]).status().unwrap().success());
+    let status = poll("orch to exit", Duration::from_secs(40), || child.0.try_wait().unwrap());
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.0.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert_eq!(status.code(), Some(0), "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["finalize"], "accepted", "{v}");
+}
+
 #[test]
 fn children_get_the_orch_environment() {
     let s = Scratch::new();

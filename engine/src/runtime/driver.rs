@@ -161,6 +161,8 @@ pub(super) struct ProcessWorld {
     /// hooks run one at a time, in wake order; different parents' run side by side).
     pub(super) hook_queue: BTreeMap<String, std::collections::VecDeque<(Option<String>, hooks::HookCall)>>,
     pub(super) hook_busy: std::collections::BTreeSet<String>,
+    /// The process groups of the hooks running now (see `hooks::LiveHooks`).
+    pub(super) hook_groups: hooks::LiveHooks,
     listener: control::Listener,
 }
 
@@ -268,6 +270,7 @@ impl ProcessWorld {
             replies: BTreeMap::new(),
             hook_queue: BTreeMap::new(),
             hook_busy: Default::default(),
+            hook_groups: Default::default(),
             listener,
         })
     }
@@ -410,6 +413,9 @@ impl World for ProcessWorld {
                 }
                 Incoming::Continued => {
                     self.groups.continue_all();
+                    for &pgid in self.hook_groups.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                        process::signal_group(pgid, Signal::SIGCONT);
+                    }
                     continue;
                 }
                 Incoming::Interrupt(why) => {

@@ -46,9 +46,15 @@ impl HookKind {
     }
 }
 
+/// The process groups of the hooks running now, while each is still the hook's (until
+/// its leader is reaped): what orch continues with its tasks' groups when it is itself
+/// continued after a stop.
+pub(super) type LiveHooks = std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<i32>>>;
+
 /// Everything a hook process gets besides its input.
 #[derive(Debug, Clone)]
 pub(super) struct HookCall {
+    pub live: LiveHooks,
     pub kind: HookKind,
     pub command: Command,
     pub env: Vec<(String, String)>,
@@ -107,7 +113,7 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
     let mut child = cmd.spawn().map_err(|e| format!("hook could not start: {e}"))?;
     // The hook leads its own group (pgid = its pid): a timeout kills what it started too.
     let pgid = child.id().and_then(|pid| i32::try_from(pid).ok()).map(nix::unistd::Pid::from_raw);
-    let mut abandoned = KillGroupOnDrop(pgid);
+    let mut abandoned = HookGroup::new(pgid, &call.live);
     let deadline = call.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut stdin = child.stdin.take().expect("stdin was piped");
     let input = call.input.clone();
@@ -143,7 +149,7 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
             // In this order: a hook that exited by its deadline has answered, not timed out.
             biased;
             status = child.wait() => {
-                abandoned.0 = None; // it exited: what it left running is its own business
+                abandoned.release(); // it exited: what it left running is its own business
                 break status.map_err(|e| format!("waiting for the hook: {e}"))?;
             }
             chunk = chunks.recv(), if !chunks.is_closed() => {
@@ -159,7 +165,7 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
                     let _ = child.start_kill(); // at least the hook itself
                 }
                 let _ = child.wait().await;
-                abandoned.0 = None; // killed and reaped: its group id may be anyone's now
+                abandoned.release(); // killed and reaped: its group id may be anyone's now
                 reader.abort();
                 writer.abort();
                 let ms = call.timeout.map_or(0, |t| t.as_millis());
@@ -229,13 +235,36 @@ fn expected(kind: HookKind) -> &'static str {
 /// The hook's process group, killed if the hook is given up before it exits (orch ends
 /// with a hook out: a cancel does not wait for hooks). `kill_on_drop` reaches only the
 /// hook's own process, and what it started would live on after orch.
-struct KillGroupOnDrop(Option<nix::unistd::Pid>);
+/// A running hook's process group: listed in `LiveHooks` until the hook is reaped, and
+/// killed if the hook is abandoned before then (the run ended under it).
+struct HookGroup {
+    pgid: Option<nix::unistd::Pid>,
+    live: LiveHooks,
+}
 
-impl Drop for KillGroupOnDrop {
+impl HookGroup {
+    fn new(pgid: Option<nix::unistd::Pid>, live: &LiveHooks) -> HookGroup {
+        if let Some(g) = pgid {
+            live.lock().unwrap_or_else(|p| p.into_inner()).insert(g.as_raw());
+        }
+        HookGroup { pgid, live: live.clone() }
+    }
+
+    /// The hook was reaped: its group id may be anyone's from now on. (Called in the same
+    /// poll as the reap, so orch's thread never signals a group id in between.)
+    fn release(&mut self) {
+        if let Some(g) = self.pgid.take() {
+            self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&g.as_raw());
+        }
+    }
+}
+
+impl Drop for HookGroup {
     fn drop(&mut self) {
-        if let Some(group) = self.0 {
+        if let Some(group) = self.pgid {
             let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         }
+        self.release();
     }
 }
 

@@ -95,6 +95,7 @@ impl ProcessWorld {
         env.push(("ORCH_TASK_ID".into(), woken.parent.clone()));
         env.extend(spec.more().env.iter().map(|(k, v)| (k.clone(), v.clone())));
         let call = HookCall {
+            live: self.hook_groups.clone(),
             kind: HookKind::Wake,
             command,
             env,
@@ -142,6 +143,7 @@ impl ProcessWorld {
             "context": view::context_json(state, None),
         });
         let call = HookCall {
+            live: self.hook_groups.clone(),
             kind: HookKind::Finalize,
             command,
             env: self.hook_env(),
