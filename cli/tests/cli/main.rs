@@ -18,6 +18,7 @@ mod processes;
 mod read;
 mod run;
 mod run_ids;
+mod stops_and_limits;
 
 // ---------------------------------------------------------------------------------------
 // Helpers

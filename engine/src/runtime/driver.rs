@@ -191,38 +191,13 @@ impl ProcessWorld {
         for (kind, why) in cancels {
             // A signal ignored when orch started stays ignored (`nohup` ignores SIGHUP; a
             // shell ignores SIGINT for a background job): the classic rule for handlers.
-            if ignored_at_start(kind.as_raw_value()) {
-                continue;
+            if !ignored_at_start(kind.as_raw_value()) {
+                forward(&runtime, kind, &tx, move || Incoming::Interrupt(why))?;
             }
-            let mut stream = {
-                let _context = runtime.enter();
-                tokio::signal::unix::signal(kind).map_err(RuntimeError::Signal)?
-            };
-            let interrupt_tx = tx.clone();
-            runtime.spawn(async move {
-                while stream.recv().await.is_some() {
-                    if interrupt_tx.send(Incoming::Interrupt(why)).is_err() {
-                        return;
-                    }
-                }
-            });
         }
         // SIGCONT: orch was stopped (Ctrl-Z, or a stop of its group) and continued; its
-        // children's groups are continued too (`Groups::continue_all`).
-        {
-            let mut stream = {
-                let _context = runtime.enter();
-                tokio::signal::unix::signal(SignalKind::from_raw(nix::libc::SIGCONT)).map_err(RuntimeError::Signal)?
-            };
-            let continued_tx = tx.clone();
-            runtime.spawn(async move {
-                while stream.recv().await.is_some() {
-                    if continued_tx.send(Incoming::Continued).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
+        // children's and hooks' groups are continued too.
+        forward(&runtime, SignalKind::from_raw(nix::libc::SIGCONT), &tx, || Incoming::Continued)?;
         // Children's exits are reaped on this thread when SIGCHLD comes, in
         // `next_input` (one wake per exit; see `reaper`). The stream exists before any
         // child does, so no exit is missed.
@@ -444,6 +419,28 @@ impl World for ProcessWorld {
             return Ok(Some((now, input)));
         }
     }
+}
+
+/// Hands each `kind` signal to the engine as `incoming()`, from a task of the runtime.
+fn forward(
+    runtime: &tokio::runtime::Runtime,
+    kind: tokio::signal::unix::SignalKind,
+    tx: &mpsc::UnboundedSender<Incoming>,
+    incoming: impl Fn() -> Incoming + Send + 'static,
+) -> Result<(), RuntimeError> {
+    let mut stream = {
+        let _context = runtime.enter();
+        tokio::signal::unix::signal(kind).map_err(RuntimeError::Signal)?
+    };
+    let tx = tx.clone();
+    runtime.spawn(async move {
+        while stream.recv().await.is_some() {
+            if tx.send(incoming()).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Whether `signal` is ignored by this process now (before orch installs its handlers:

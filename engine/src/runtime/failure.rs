@@ -1,6 +1,6 @@
 //! Why a child did not get to run its program: the cell it writes its errno into before
 //! it exits 127 (it shares orch's memory until its exec), and the message orch makes of
-//! it once the child is reaped.
+//! it once the child is reaped; and the output an attempt that did not start gets.
 
 use std::io;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -55,4 +55,20 @@ fn missing_interpreter(program: &str, cwd: Option<&str>) -> Option<String> {
     let name = line.split(|&b| b == b'\n').next()?.split(|&b| b == b' ' || b == b'\t').find(|w| !w.is_empty())?;
     let interpreter = String::from_utf8_lossy(name).into_owned();
     (!dir.join(&interpreter).exists()).then_some(interpreter)
+}
+
+/// What an attempt whose program could not be started gets as its output. Out of file
+/// descriptors in orch (EMFILE) or in the system (ENFILE) — the child's output file, or
+/// the child itself, could not be made — it is said on orch's stderr too, with a hint,
+/// since storing this message needs a file as well.
+pub(super) fn message(program: &str, e: &io::Error) -> String {
+    let hint = match e.raw_os_error() {
+        Some(libc::EMFILE) => " (orch holds an open file for each running child: lower -j, or raise `ulimit -Hn`)",
+        Some(libc::ENFILE) => " (the system's open files are used up: lower -j)",
+        _ => "",
+    };
+    if !hint.is_empty() {
+        tracing::warn!(program, error = %e, "cannot start a child{hint}");
+    }
+    format!("orch: cannot start {program:?}: {e}{hint}\n")
 }

@@ -15,6 +15,7 @@ mod output;
 pub mod process;
 #[cfg(test)]
 mod process_tests;
+mod procs;
 mod reaper;
 pub mod resume;
 mod spawner;

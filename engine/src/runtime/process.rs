@@ -4,18 +4,15 @@
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use nix::libc;
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
-
 use super::output;
+pub use super::procs::{group_alive, group_and_start, members_of, signal_group, start_ticks};
 use super::reaper;
 use super::spawner;
 use crate::record::{Digest, ExitStatus};
@@ -295,18 +292,7 @@ pub fn spawn(
 /// The exit of an attempt whose program could not be started: 127, as a shell's, with
 /// orch's message as its output.
 fn cannot_start(program: &str, e: &std::io::Error, blobs: &Path, outputs: &OutputFiles, duration_ms: u64) -> Exit {
-    // Out of file descriptors in orch (EMFILE) or in the system (ENFILE): the child's
-    // output file, or the child itself, could not be made. Said on orch's stderr too,
-    // since storing this message needs a file as well.
-    let hint = match e.raw_os_error() {
-        Some(libc::EMFILE) => " (orch holds an open file for each running child: lower -j, or raise `ulimit -Hn`)",
-        Some(libc::ENFILE) => " (the system's open files are used up: lower -j)",
-        _ => "",
-    };
-    if !hint.is_empty() {
-        tracing::warn!(program, error = %e, "cannot start a child{hint}");
-    }
-    let message = format!("orch: cannot start {program:?}: {e}{hint}\n");
+    let message = super::failure::message(program, e);
     let (output, output_bytes) = output::store_bytes(message.as_bytes(), blobs, &outputs.shared.dir);
     Exit { status: ExitStatus::Code(SPAWN_FAILED_CODE), output, output_bytes, duration_ms }
 }
@@ -361,59 +347,6 @@ fn start(
         _ => start_ticks(spawned.pid as u32),
     };
     Ok((slot, spawned, start_ticks))
-}
-
-/// A process's start time in clock ticks since boot (`/proc/PID/stat`, field 22), or
-/// `None` if it is gone.
-pub fn start_ticks(pid: u32) -> Option<u64> {
-    stat_fields(pid, |mut fields| fields.nth(19)?.parse().ok())
-}
-
-/// A process's group and start time (`/proc/PID/stat` fields 5 and 22), or `None` if
-/// it is gone — or dead and not yet reaped (a zombie, which a slow init may keep for
-/// seconds, runs nothing and holds no file).
-pub fn group_and_start(pid: u32) -> Option<(i32, u64)> {
-    stat_fields(pid, |mut fields| {
-        if matches!(fields.next()?, "Z" | "X" | "x") {
-            return None;
-        }
-        let pgrp = fields.nth(1)?.parse().ok()?;
-        Some((pgrp, fields.nth(16)?.parse().ok()?))
-    })
-}
-
-/// The processes of group `pgid` now, with their start times (a scan of `/proc`: only
-/// for a group whose leader is gone while others of it live on, a rare case).
-pub fn members_of(pgid: i32) -> Vec<(u32, u64)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| match group_and_start(pid) {
-            Some((group, ticks)) if group == pgid => Some((pid, ticks)),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The fields of `/proc/PID/stat` after the command name, from field 3 (state) on. The
-/// name (field 2) may hold spaces and parentheses, so fields are counted after its
-/// closing parenthesis.
-fn stat_fields<T>(pid: u32, read: impl FnOnce(std::str::SplitWhitespace<'_>) -> Option<T>) -> Option<T> {
-    // One read into a buffer (the line is a few hundred bytes): open, read, close.
-    let mut buf = [0u8; 1024];
-    let n = File::open(format!("/proc/{pid}/stat")).and_then(|mut f| f.read(&mut buf)).ok()?;
-    let stat = std::str::from_utf8(&buf[..n]).ok()?;
-    read(stat[stat.rfind(')')? + 1..].split_whitespace())
-}
-
-/// Whether any process of the group is still there (one orch may not signal counts).
-pub fn group_alive(pgid: i32) -> bool {
-    killpg(Pid::from_raw(pgid), None) != Err(nix::errno::Errno::ESRCH)
-}
-
-/// Sends `signal` to a whole process group; a group that is gone already is fine.
-pub fn signal_group(pgid: i32, signal: Signal) {
-    let _ = killpg(Pid::from_raw(pgid), signal);
 }
 
 /// The grace period between SIGTERM and SIGKILL.
