@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use nix::sys::resource::{setrlimit, Resource};
+use nix::libc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::record::Verdict;
@@ -90,25 +90,18 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        // Its own process group: a Ctrl-C at the terminal is orch's to turn into a
-        // cancel, not a signal that kills the hook and reads as its answer.
-        .process_group(0)
         .kill_on_drop(true);
     if let Some(cwd) = &call.cwd {
         cmd.current_dir(cwd);
     }
-    let limits = super::limits::started_with();
-    // SAFETY: runs in the forked child before exec, and only makes a system call. Set
-    // even when there is no limit to give back: a hook is then forked, not spawned with
-    // `CLONE_VFORK`, so a Ctrl-Z that reaches it in orch's group before it has one of
-    // its own stops it there (where `fg` continues it), and never holds orch's thread
-    // in a vfork that waits for an exec.
+    // Its own process group, joined as a task's child joins one (`own_group`): a Ctrl-C
+    // at the terminal is orch's to turn into a cancel, not a signal that kills the hook
+    // and reads as its answer, and a Ctrl-Z must not stop it where `fg` cannot reach.
+    let (terminal, limits) = (super::spawner::terminal_signals(), super::limits::started_with());
+    // SAFETY: runs in the forked child before exec; async-signal-safe calls only.
     #[allow(unsafe_code)]
     unsafe {
-        cmd.pre_exec(move || match limits {
-            Some([soft, hard]) => setrlimit(Resource::RLIMIT_NOFILE, soft, hard).map_err(std::io::Error::from),
-            None => Ok(()),
-        });
+        cmd.pre_exec(move || own_group(&terminal, limits));
     }
     let mut child = cmd.spawn().map_err(|e| format!("hook could not start: {e}"))?;
     // The hook leads its own group (pgid = its pid): a timeout kills what it started too.
@@ -235,6 +228,40 @@ fn expected(kind: HookKind) -> &'static str {
 /// The hook's process group, killed if the hook is given up before it exits (orch ends
 /// with a hook out: a cancel does not wait for hooks). `kill_on_drop` reaches only the
 /// hook's own process, and what it started would live on after orch.
+/// In the forked hook, before its exec: joins a process group of its own with every
+/// signal blocked, drops a terminal's signal that reached it in orch's group (as a
+/// task's child does, `child.rs`; else a Ctrl-Z caught there would stop it in its own
+/// group before its exec, with orch's thread waiting for that exec in `spawn`), and
+/// gets back the open-file limit orch started with. A stop before the block finds the
+/// hook still in orch's group, stopped with orch and continued with it.
+#[allow(unsafe_code)]
+fn own_group(terminal: &[libc::c_int], limits: Option<[u64; 2]>) -> std::io::Result<()> {
+    // SAFETY: plain system calls on values of this stack; the forked child has memory
+    // (and errno) of its own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        if libc::setpgid(0, 0) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        libc::sigemptyset(&mut set);
+        libc::sigpending(&mut set);
+        for &sig in terminal {
+            if libc::sigismember(&set, sig) == 1 {
+                libc::signal(sig, libc::SIG_IGN);
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        if let Some([soft, hard]) = limits {
+            libc::setrlimit(libc::RLIMIT_NOFILE, &libc::rlimit { rlim_cur: soft, rlim_max: hard });
+        }
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+    Ok(())
+}
+
 /// A running hook's process group: listed in `LiveHooks` until the hook is reaped, and
 /// killed if the hook is abandoned before then (the run ended under it).
 struct HookGroup {
@@ -271,6 +298,39 @@ impl Drop for HookGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Ctrl-Z (or Ctrl-C) that reached a forked hook in orch's group, pending when it
+    /// joins its own, is dropped: the hook runs its program, neither stopped nor killed.
+    #[test]
+    #[allow(unsafe_code)]
+    fn a_terminal_signal_that_reached_a_hook_before_its_group_is_dropped() {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        use std::os::unix::process::CommandExt;
+        // SIGINT first: without the drop a stopped fork would hold `spawn` (which waits
+        // for the exec) forever, and this test would hang rather than fail.
+        for sig in [libc::SIGINT, libc::SIGTSTP] {
+            let mut cmd = std::process::Command::new("/bin/sh");
+            cmd.args(["-c", "exit 3"]);
+            // SAFETY: async-signal-safe calls in the forked child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let mut all: libc::sigset_t = std::mem::zeroed();
+                    libc::sigfillset(&mut all);
+                    libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+                    libc::kill(libc::getpid(), sig); // pending, as if sent to orch's group
+                    libc::signal(sig, libc::SIG_DFL); // this test process may ignore it
+                    own_group(&[sig], None)
+                });
+            }
+            let child = nix::unistd::Pid::from_raw(cmd.spawn().unwrap().id() as i32);
+            let status = waitpid(child, Some(WaitPidFlag::WUNTRACED)).unwrap();
+            if let WaitStatus::Stopped(..) = status {
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                let _ = waitpid(child, None);
+            }
+            assert_eq!(status, WaitStatus::Exited(child, 3), "signal {sig}");
+        }
+    }
 
     #[test]
     fn answers_are_json_or_a_bare_word_and_must_fit_the_hook() {

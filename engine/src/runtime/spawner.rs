@@ -76,8 +76,7 @@ impl Context {
             }
             env.push((key.clone(), entry(&key, value.as_bytes())?));
         }
-        let terminal = [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
-        let terminal = terminal.into_iter().filter(|&sig| disposition(sig) != Some(libc::SIG_IGN)).collect();
+        let terminal = terminal_signals();
         let inherited = Arc::new(Inherited {
             env,
             reset,
@@ -224,6 +223,14 @@ impl Context {
     pub fn uses_vfork(&self) -> bool {
         self.vfork.load(Ordering::Relaxed)
     }
+}
+
+/// The signals a terminal (or a shell, to a job) sends to a process group that orch
+/// does not ignore: what a child drops if they reached it in orch's group before it
+/// left it (see `child::Inherited::terminal`).
+pub(super) fn terminal_signals() -> Vec<c_int> {
+    let terminal = [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+    terminal.into_iter().filter(|&sig| disposition(sig) != Some(libc::SIG_IGN)).collect()
 }
 
 /// What this process does with `sig` now (`SIG_DFL`, `SIG_IGN`, or a handler), None if
