@@ -187,6 +187,9 @@ impl ProcessWorld {
             (SignalKind::interrupt(), "interrupted (Ctrl-C)"),
             (SignalKind::terminate(), "terminated (SIGTERM)"),
             (SignalKind::hangup(), "hung up (SIGHUP)"),
+            // The quit key: by default it would end orch at once (with a core), its
+            // children left running unrecorded; a supervisor treats it as a stop.
+            (SignalKind::quit(), "quit (SIGQUIT)"),
         ];
         for (kind, why) in cancels {
             // A signal ignored when orch started stays ignored (`nohup` ignores SIGHUP; a
