@@ -209,6 +209,24 @@ fn before_finalize_reject_fails_the_run_and_accept_keeps_it_succeeded() {
     }
 }
 
+/// A hook that is a script whose interpreter is missing refuses, and its reason names
+/// the interpreter (execve says only ENOENT, the script being there).
+#[test]
+fn a_hook_with_a_missing_interpreter_says_so() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let audit = tmp.path().join("audit.sh");
+    std::fs::write(&audit, "#!/no/such/sh\necho accept\n").unwrap();
+    std::fs::set_permissions(&audit, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let spec = format!("[run]\nbefore_finalize = [{:?}]\n[[task]]\nid = \"a\"\ncommand = \"true\"\n", audit.display());
+    let (got, r) = run(tmp.path(), &spec);
+    assert_eq!(got, 1);
+    let answered = seq_of(&r, "hook_answered", |e| matches!(e, Event::HookAnswered(_)));
+    let Event::HookAnswered(h) = &r[answered].event else { unreachable!() };
+    let reason = h.reason.as_deref().unwrap_or_default();
+    assert!(reason.contains("bad interpreter \"/no/such/sh\""), "{reason}");
+}
+
 /// A parent whose run-time child failed is stuck (`hold`); a shell settles it. With
 /// `also_running`, another task keeps the run alive, so the settlement is not its end.
 fn settle_stuck_parent(dir: &Path, also_running: bool) -> (Output, i32, Vec<Record>) {

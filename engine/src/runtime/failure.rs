@@ -46,7 +46,7 @@ impl Failure {
 /// script, which exists — as a shell says, "bad interpreter". The name ends where the
 /// kernel ends it, at a space, a tab or the line's end: a `\r` of a script saved with
 /// CRLF line ends is part of it (the usual cause), and shows in the message.
-fn missing_interpreter(program: &str, cwd: Option<&str>) -> Option<String> {
+pub(super) fn missing_interpreter(program: &str, cwd: Option<&str>) -> Option<String> {
     use std::io::Read;
     let dir = std::path::Path::new(cwd.unwrap_or("."));
     let mut head = [0u8; 256];

@@ -103,7 +103,18 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
     unsafe {
         cmd.pre_exec(move || own_group(&terminal, limits));
     }
-    let mut child = cmd.spawn().map_err(|e| format!("hook could not start: {e}"))?;
+    let mut child = cmd.spawn().map_err(|e| {
+        // A script whose interpreter is missing: named, as for a task.
+        let program = match &call.command {
+            Command::Argv(argv) if e.kind() == std::io::ErrorKind::NotFound => argv.first(),
+            _ => None,
+        };
+        let cwd = call.cwd.as_deref().and_then(|c| c.to_str());
+        match program.and_then(|p| super::failure::missing_interpreter(p, cwd)) {
+            Some(interpreter) => format!("hook could not start: bad interpreter {interpreter:?}: {e}"),
+            None => format!("hook could not start: {e}"),
+        }
+    })?;
     // The hook leads its own group (pgid = its pid): a timeout kills what it started too.
     let pgid = child.id().and_then(|pid| i32::try_from(pid).ok()).map(nix::unistd::Pid::from_raw);
     let mut abandoned = HookGroup::new(pgid, &call.live);

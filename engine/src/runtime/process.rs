@@ -269,8 +269,15 @@ pub fn spawn(
                     let duration_ms = started.elapsed().as_millis() as u64;
                     let (output, output_bytes) = outputs.collect(slot, &blobs, pid);
                     // A child that could not run its program said why before it exited.
-                    let exec_path =
-                        || outputs.context().ok()?.program(&program, path.as_deref()).ok()?.into_string().ok();
+                    let exec_path = || {
+                        outputs
+                            .context()
+                            .ok()?
+                            .program(&program, path.as_deref(), cwd.as_deref())
+                            .ok()?
+                            .into_string()
+                            .ok()
+                    };
                     if let Some(e) = spawned.failure.error(exec_path, cwd.as_deref()) {
                         on_exit(cannot_start(&program, &e, &blobs, &outputs, duration_ms));
                         return;
@@ -306,7 +313,8 @@ fn start(
     argv: &[String],
 ) -> std::io::Result<(Slot, spawner::Spawned, Option<u64>)> {
     let context = outputs.context()?;
-    let program = context.program(&argv[0], task.more().env.get("PATH").map(String::as_str))?;
+    let more = task.more();
+    let program = context.program(&argv[0], more.env.get("PATH").map(String::as_str), more.cwd.as_deref())?;
     let argv = argv.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<Vec<_>, _>>()?;
     let mut extra = Vec::with_capacity(task.more().env.len() + ORCH_VARS.len());
     for (k, v) in &task.more().env {

@@ -136,6 +136,27 @@ fn run_written(f: &Fixture, task: &TaskSpec) -> (process::Exit, String) {
     panic!("{}: the file stayed busy", task.id);
 }
 
+/// A relative PATH entry (an empty one is `.`) is a directory under the task's `cwd`,
+/// as `execvp` in the child would take it.
+#[test]
+fn a_relative_path_entry_is_taken_from_the_tasks_cwd() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new();
+    let bin = f.dir.path().join("sub/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("hello"), "#!/bin/sh\necho hello from $(basename $(pwd))\n").unwrap();
+    std::fs::set_permissions(bin.join("hello"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (cwd, path) in [("sub", "bin:/usr/bin:/bin"), ("sub/bin", ":/usr/bin")] {
+        let mut task =
+            TaskSpec { id: "h".into(), command: Some(Command::Argv(vec!["hello".into()])), ..TaskSpec::default() };
+        task.more_mut().cwd = Some(f.dir.path().join(cwd).to_str().unwrap().into());
+        task.more_mut().env.insert("PATH".into(), path.into());
+        let (exit, output) = run_written(&f, &task);
+        assert_eq!(exit.status, ExitStatus::Code(0), "cwd {cwd}, PATH {path}: {output}");
+        assert_eq!(output, format!("hello from {}\n", cwd.rsplit('/').next().unwrap()));
+    }
+}
+
 /// A script whose `#!` interpreter is missing fails with ENOENT, as a missing program
 /// does: the message names the interpreter, the script being there.
 #[test]

@@ -98,17 +98,20 @@ impl Context {
     }
     /// The program to exec: `name` itself when it holds a `/`, else the first
     /// executable file of that name on `path` (the task's PATH if it sets one, else
-    /// orch's), as `execvp` would find it.
-    pub fn program(&self, name: &str, path: Option<&str>) -> io::Result<CString> {
+    /// orch's), as `execvp` would find it in the child: a relative entry (an empty one
+    /// is `.`) names a directory under the child's `cwd`, and the path returned is
+    /// then relative to it, as the child will exec it.
+    pub fn program(&self, name: &str, path: Option<&str>, cwd: Option<&str>) -> io::Result<CString> {
         if name.contains('/') {
             return Ok(CString::new(name)?);
         }
         let path = path.map_or(self.path.as_slice(), str::as_bytes);
+        let from = std::path::Path::new(cwd.unwrap_or("."));
         for dir in path.split(|&b| b == b':') {
             let dir =
                 std::path::Path::new(if dir.is_empty() { ".".as_ref() } else { std::ffi::OsStr::from_bytes(dir) });
             let candidate = dir.join(name);
-            let runnable = std::fs::metadata(&candidate).is_ok_and(|m| {
+            let runnable = std::fs::metadata(from.join(&candidate)).is_ok_and(|m| {
                 use std::os::unix::fs::PermissionsExt;
                 m.is_file() && m.permissions().mode() & 0o111 != 0
             });
