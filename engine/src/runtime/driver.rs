@@ -187,10 +187,11 @@ impl ProcessWorld {
             (SignalKind::interrupt(), "interrupted (Ctrl-C)"),
             (SignalKind::terminate(), "terminated (SIGTERM)"),
             (SignalKind::hangup(), "hung up (SIGHUP)"),
-            // The quit key: by default it would end orch at once (with a core), its
-            // children left running unrecorded; a supervisor treats it as a stop.
-            (SignalKind::quit(), "quit (SIGQUIT)"),
         ];
+        // SIGQUIT (the quit key) keeps its default: orch ends at once, with a core where
+        // those are enabled — the way out when orch's own thread is stuck, which no
+        // handler of this runtime could serve. The run is left as after a `kill -9`:
+        // `orch resume` kills what is left of its attempts and goes on.
         for (kind, why) in cancels {
             // A signal ignored when orch started stays ignored (`nohup` ignores SIGHUP; a
             // shell ignores SIGINT for a background job): the classic rule for handlers.

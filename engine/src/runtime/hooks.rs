@@ -105,11 +105,14 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
     }
     let mut child = cmd.spawn().map_err(|e| {
         // A script whose interpreter is missing: named, as for a task.
+        // Only for a path: a bare name was looked up on the hook's PATH by the fork, and
+        // a cwd that is not there fails the same way.
         let program = match &call.command {
-            Command::Argv(argv) if e.kind() == std::io::ErrorKind::NotFound => argv.first(),
+            Command::Argv(argv) if e.kind() == std::io::ErrorKind::NotFound => argv.first().filter(|p| p.contains('/')),
             _ => None,
         };
         let cwd = call.cwd.as_deref().and_then(|c| c.to_str());
+        let program = program.filter(|_| call.cwd.as_deref().is_none_or(std::path::Path::is_dir));
         match program.and_then(|p| super::failure::missing_interpreter(p, cwd)) {
             Some(interpreter) => format!("hook could not start: bad interpreter {interpreter:?}: {e}"),
             None => format!("hook could not start: {e}"),
@@ -236,15 +239,15 @@ fn expected(kind: HookKind) -> &'static str {
     }
 }
 
-/// The hook's process group, killed if the hook is given up before it exits (orch ends
-/// with a hook out: a cancel does not wait for hooks). `kill_on_drop` reaches only the
-/// hook's own process, and what it started would live on after orch.
 /// In the forked hook, before its exec: joins a process group of its own with every
 /// signal blocked, drops a terminal's signal that reached it in orch's group (as a
 /// task's child does, `child.rs`; else a Ctrl-Z caught there would stop it in its own
 /// group before its exec, with orch's thread waiting for that exec in `spawn`), and
-/// gets back the open-file limit orch started with. A stop before the block finds the
-/// hook still in orch's group, stopped with orch and continued with it.
+/// gets back the open-file limit orch started with. Until the block the fork has the
+/// mask of orch's thread (std keeps it across the fork: none blocked), and a stop then
+/// finds it still in orch's group, stopped with orch and continued with it. (A SIGSTOP
+/// sent to orch's group in the instant of the `setpgid` call itself would still take
+/// effect in the new group; a terminal sends SIGTSTP, which is blocked by then.)
 #[allow(unsafe_code)]
 fn own_group(terminal: &[libc::c_int], limits: Option<[u64; 2]>) -> std::io::Result<()> {
     // SAFETY: plain system calls on values of this stack; the forked child has memory
@@ -274,7 +277,9 @@ fn own_group(terminal: &[libc::c_int], limits: Option<[u64; 2]>) -> std::io::Res
 }
 
 /// A running hook's process group: listed in `LiveHooks` until the hook is reaped, and
-/// killed if the hook is abandoned before then (the run ended under it).
+/// killed if the hook is given up before it exits (orch ends with a hook out: a cancel
+/// does not wait for hooks). `kill_on_drop` reaches only the hook's own process, and
+/// what it started would live on after orch.
 struct HookGroup {
     pgid: Option<nix::unistd::Pid>,
     live: LiveHooks,
