@@ -102,6 +102,8 @@ impl ProcessWorld {
             cwd: spec.more().cwd.as_ref().map(Into::into),
             input: input.to_string(),
             timeout: graph.spec.run.hook_timeout_ms.map(std::time::Duration::from_millis),
+            #[cfg(test)]
+            raise: 0,
         };
         let queue = self.hook_queue.entry(woken.parent.clone()).or_default();
         queue.push_back((woken.child.clone(), call));
@@ -150,6 +152,8 @@ impl ProcessWorld {
             cwd: None,
             input: input.to_string(),
             timeout: graph.spec.run.hook_timeout_ms.map(std::time::Duration::from_millis),
+            #[cfg(test)]
+            raise: 0,
         };
         let tx = self.tx.clone();
         self.runtime.spawn(async move {
