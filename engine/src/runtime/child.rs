@@ -50,8 +50,8 @@ pub(super) struct Inherited {
     pub env: Vec<(Vec<u8>, CString)>,
     pub reset: Vec<c_int>,
     /// The signals a terminal (or a shell, to a job) sends to a process group — Ctrl-C,
-    /// the quit key, hang-up, Ctrl-Z and the background-tty stops — those orch does not ignore.
-    /// A child is in orch's group from its clone to its `setpgid`, and one of these sent
+    /// the quit key, hang-up, Ctrl-Z and the background-tty stops — that orch does not
+    /// ignore. A child is in orch's group from its clone to its `setpgid`, and one sent
     /// to that group meanwhile would reach it late, in a group of its own: a Ctrl-Z would
     /// stop it where the `fg` that continues orch's group does not reach (the run waits
     /// for it forever), a Ctrl-C would kill it and fail its task instead of cancelling
@@ -311,8 +311,8 @@ impl Drop for Stack {
 /// The child between clone and exec: puts back the signals orch handles, joins a
 /// process group of its own (dropping the terminal's signals that reached it in
 /// orch's), takes its three fds and its cwd, gets back the open-file limit orch
-/// started with, unblocks signals (all were blocked across the clone), and execs. A step that fails is written to the
-/// plan's failure cell, and the child exits 127.
+/// started with, unblocks signals (all were blocked across the clone), and execs. A
+/// step that fails is written to the plan's failure cell, and the child exits 127.
 #[allow(unsafe_code)]
 pub(super) extern "C" fn run(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the plan of a `Lent` kept until this child has exec'd or exited,

@@ -330,8 +330,8 @@ fn start(
     let cwd = task.more().cwd.as_deref().map(CString::new).transpose()?;
     let mut slot = outputs.take()?;
     // The child writes through an open file of its own, closed here once the child is
-    // made (it has a copy of orch's fd table): at its exit, whether anything still holds one can be asked of the file (see
-    // `collect`). Without /proc it shares orch's.
+    // made (it has a copy of orch's fd table): at its exit, whether anything still holds
+    // one can be asked of the file (see `collect`). Without /proc it shares orch's.
     let own = outputs.proc_fds().and_then(|fds| spawner::reopen(fds, slot.file.as_raw_fd()).ok());
     slot.child_shares = own.is_none();
     let output_fd = own.as_ref().map_or(slot.file.as_raw_fd(), |f| f.as_raw_fd());
