@@ -76,8 +76,8 @@ pub(super) struct Start<'a> {
     pub skip: &'a [&'a [u8]],
     pub extra: Vec<CString>,
     pub cwd: Option<CString>,
-    pub devnull: c_int,
-    pub output: c_int,
+    /// What becomes the child's fds 0, 1 and 2 (2 itself: orch's stderr, kept).
+    pub fds: [c_int; 3],
 }
 
 /// What the child reads, all of it in orch's memory.
@@ -87,8 +87,7 @@ struct Plan {
     program: *const c_char,
     argv: *const *const c_char,
     envp: *const *const c_char,
-    devnull: c_int,
-    output: c_int,
+    fds: [c_int; 3],
     cwd: *const c_char,
     reset: *const c_int,
     reset_len: usize,
@@ -177,8 +176,7 @@ impl Loan {
             program: start.program.as_ptr(),
             argv: argv.as_ptr(),
             envp: envp.as_ptr(),
-            devnull: start.devnull,
-            output: start.output,
+            fds: start.fds,
             cwd: start.cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
             reset: inherited.reset.as_ptr(),
             reset_len: inherited.reset.len(),
@@ -352,9 +350,9 @@ pub(super) extern "C" fn run(arg: *mut c_void) -> c_int {
             }
         }
         let fds = group
-            .and_then(|_| syscall!(Sysno::dup3, plan.output, 1, 0))
-            .and_then(|_| syscall!(Sysno::dup3, plan.output, 2, 0))
-            .and_then(|_| syscall!(Sysno::dup3, plan.devnull, 0, 0));
+            .and_then(|_| syscall!(Sysno::dup3, plan.fds[1], 1, 0))
+            .and_then(|_| if plan.fds[2] == 2 { Ok(0) } else { syscall!(Sysno::dup3, plan.fds[2], 2, 0) })
+            .and_then(|_| syscall!(Sysno::dup3, plan.fds[0], 0, 0));
         if let Err(e) = fds {
             fail(plan, e, false);
         }

@@ -148,7 +148,7 @@ pub(super) struct ProcessWorld {
     _sigio: tokio::signal::unix::Signal,
     pub(super) env: ChildEnv,
     blobs: PathBuf,
-    outputs: process::OutputFiles,
+    pub(super) outputs: process::OutputFiles,
     pub(super) tx: mpsc::UnboundedSender<Incoming>,
     rx: mpsc::UnboundedReceiver<Incoming>,
     start: Instant,

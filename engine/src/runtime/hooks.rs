@@ -8,13 +8,14 @@
 //! counts as `stop` (wake) or `reject` (finalize), with the reason: an auditor that
 //! cannot say yes has said no.
 
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::process::Stdio;
 
-use nix::libc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::record::Verdict;
+use super::spawner;
+use crate::record::{ExitStatus, Verdict};
 use crate::spec::Command;
 
 /// Most of a hook's stdout that is read (an answer is a line of JSON).
@@ -55,6 +56,8 @@ pub(super) type LiveHooks = std::sync::Arc<std::sync::Mutex<std::collections::BT
 #[derive(Debug, Clone)]
 pub(super) struct HookCall {
     pub live: LiveHooks,
+    /// Where the run's spawn context is (hooks start as tasks' children do).
+    pub outputs: super::process::OutputFiles,
     pub kind: HookKind,
     pub command: Command,
     pub env: Vec<(String, String)>,
@@ -62,10 +65,6 @@ pub(super) struct HookCall {
     pub input: String,
     /// Killed (its whole process group) when still running after this long.
     pub timeout: Option<std::time::Duration>,
-    /// A signal the fork raises at itself, blocked, just before `own_group`, as if it
-    /// reached orch's group then (tests; 0: none).
-    #[cfg(test)]
-    pub raise: libc::c_int,
 }
 
 /// Runs the hook to its end; its verdict and reason.
@@ -77,75 +76,58 @@ pub(super) async fn run(call: HookCall) -> (Verdict, Option<String>) {
 }
 
 async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String> {
-    let mut cmd = match &call.command {
-        Command::Argv(argv) => {
-            let (program, args) = argv.split_first().ok_or("the hook names no program")?;
-            let mut c = tokio::process::Command::new(program);
-            c.args(args);
-            c
-        }
-        Command::Shell(line) => {
-            let mut c = tokio::process::Command::new("/bin/sh");
-            c.arg("-c").arg(line);
-            c
-        }
+    let cannot = |e: std::io::Error| format!("hook could not start: {e}");
+    let argv: Vec<String> = match &call.command {
+        Command::Argv(argv) if argv.is_empty() => return Err("the hook names no program".into()),
+        Command::Argv(argv) => argv.clone(),
+        Command::Shell(line) => vec!["/bin/sh".into(), "-c".into(), line.clone()],
     };
-    cmd.envs(call.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    if let Some(cwd) = &call.cwd {
-        cmd.current_dir(cwd);
-    }
-    // Its own process group, joined as a task's child joins one (`own_group`): a Ctrl-C
-    // at the terminal is orch's to turn into a cancel, not a signal that kills the hook
-    // and reads as its answer, and a Ctrl-Z must not stop it where `fg` cannot reach.
-    let (terminal, limits) = (super::spawner::terminal_signals(), super::limits::started_with());
-    // SAFETY: runs in the forked child before exec; async-signal-safe calls only.
-    #[allow(unsafe_code)]
-    unsafe {
-        #[cfg(test)]
-        let raise = call.raise;
-        cmd.pre_exec(move || {
-            #[cfg(test)]
-            if raise != 0 {
-                let mut all: libc::sigset_t = std::mem::zeroed();
-                libc::sigfillset(&mut all);
-                libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
-                libc::kill(libc::getpid(), raise);
-            }
-            own_group(&terminal, limits)?;
-            #[cfg(test)]
-            if raise != 0 {
-                // Unblocked here too, so that a test fails should `own_group` not run.
-                let mut none: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut none);
-                libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().map_err(|e| {
-        // A script whose interpreter is missing: named, as for a task.
-        // Only for a path: a bare name was looked up on the hook's PATH by the fork, and
-        // a cwd that is not there fails the same way.
-        let program = match &call.command {
-            Command::Argv(argv) if e.kind() == std::io::ErrorKind::NotFound => argv.first().filter(|p| p.contains('/')),
-            _ => None,
-        };
-        let cwd = call.cwd.as_deref().and_then(|c| c.to_str());
-        let program = program.filter(|_| call.cwd.as_deref().is_none_or(std::path::Path::is_dir));
-        match program.and_then(|p| super::failure::missing_interpreter(p, cwd)) {
-            Some(interpreter) => format!("hook could not start: bad interpreter {interpreter:?}: {e}"),
-            None => format!("hook could not start: {e}"),
-        }
-    })?;
-    // The hook leads its own group (pgid = its pid): a timeout kills what it started too.
-    let pgid = child.id().and_then(|pid| i32::try_from(pid).ok()).map(nix::unistd::Pid::from_raw);
+    let cwd = match call.cwd.as_deref().map(|c| c.to_str()) {
+        Some(None) => return Err(format!("hook could not start: its cwd {:?} is not UTF-8", call.cwd)),
+        Some(Some(c)) => Some(c),
+        None => None,
+    };
+    let path = call.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
+    // Started as a task's child is (`spawner.rs`): no fork of orch, no wait for the exec,
+    // its own process group, a terminal's signals from orch's group dropped, the
+    // open-file limit orch started with; its stdin and stdout are pipes.
+    let context = call.outputs.context().map_err(cannot)?;
+    let program = context.program(&argv[0], path, cwd).map_err(cannot)?;
+    let exec_path = program.to_str().unwrap_or_default().to_string();
+    let argv =
+        argv.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<Vec<_>, _>>().map_err(|e| cannot(e.into()))?;
+    let skip: Vec<&[u8]> = call.env.iter().map(|(k, _)| k.as_bytes()).collect();
+    let extra = call
+        .env
+        .iter()
+        .map(|(k, v)| spawner::entry(k.as_bytes(), v.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(cannot)?;
+    let cwd_c = cwd.map(CString::new).transpose().map_err(|e| cannot(e.into()))?;
+    let pipe = || -> std::io::Result<(OwnedFd, OwnedFd)> {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        Ok((spawner::above_stdio(read)?, spawner::above_stdio(write)?))
+    };
+    let (stdin_read, stdin_write) = pipe().map_err(cannot)?;
+    let (stdout_read, stdout_write) = pipe().map_err(cannot)?;
+    let fds = [stdin_read.as_raw_fd(), stdout_write.as_raw_fd(), 2];
+    let spawned = context.spawn_with(program, argv, &skip, extra, fds, cwd_c).map_err(cannot)?;
+    // The child has its copies (its fd table was copied at the clone).
+    drop((stdin_read, stdout_write));
+    let pid = spawned.pid;
+    let (exit_tx, mut exit_rx) = tokio::sync::oneshot::channel();
+    super::reaper::register(
+        pid,
+        Box::new(move |status| {
+            let _ = exit_tx.send(status);
+        }),
+    );
+    // The hook leads its own group (pgid = its pid, set by orch too before the spawn
+    // returned): a timeout kills what it started too.
+    let pgid = Some(nix::unistd::Pid::from_raw(pid));
     let mut abandoned = HookGroup::new(pgid, &call.live);
     let deadline = call.timeout.map(|t| tokio::time::Instant::now() + t);
-    let mut stdin = child.stdin.take().expect("stdin was piped");
+    let mut stdin = tokio::net::unix::pipe::Sender::from_owned_fd(stdin_write).map_err(cannot)?;
     let input = call.input.clone();
     // Written alongside the read: a hook that answers before reading all of its input
     // (or never reads it) must not dead-lock against a full pipe.
@@ -155,7 +137,7 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
     // Read while waiting: the answer is what the hook wrote by the time it exited, plus
     // a short drain — a background process it left behind may hold its stdout open
     // forever, and must not hold the parent (or the run) up with it.
-    let mut stdout = child.stdout.take().expect("stdout was piped");
+    let mut stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(stdout_read).map_err(cannot)?;
     let (chunks_tx, mut chunks) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     let reader = tokio::spawn(async move {
         let mut buf = vec![0u8; 8192];
@@ -178,9 +160,9 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
         tokio::select! {
             // In this order: a hook that exited by its deadline has answered, not timed out.
             biased;
-            status = child.wait() => {
+            status = &mut exit_rx => {
                 abandoned.release(); // it exited: what it left running is its own business
-                break status.map_err(|e| format!("waiting for the hook: {e}"))?;
+                break status.ok().flatten().ok_or("waiting for the hook: it was reaped elsewhere")?;
             }
             chunk = chunks.recv(), if !chunks.is_closed() => {
                 // None: stdout closed; what is left is to wait for the exit.
@@ -189,12 +171,10 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
                 }
             }
             _ = sleep_until(deadline) => {
-                let group_killed =
-                    pgid.is_some_and(|g| nix::sys::signal::killpg(g, nix::sys::signal::Signal::SIGKILL).is_ok());
-                if !group_killed {
-                    let _ = child.start_kill(); // at least the hook itself
+                if let Some(g) = pgid {
+                    let _ = nix::sys::signal::killpg(g, nix::sys::signal::Signal::SIGKILL);
                 }
-                let _ = child.wait().await;
+                let _ = exit_rx.await;
                 abandoned.release(); // killed and reaped: its group id may be anyone's now
                 reader.abort();
                 writer.abort();
@@ -216,8 +196,14 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
     }
     reader.abort();
     writer.abort();
-    if !status.success() {
-        return Err(format!("hook failed ({status})"));
+    // A hook that could not run its program said why before it exited.
+    if let Some(e) = spawned.failure.error(|| Some(exec_path), cwd) {
+        return Err(cannot(e));
+    }
+    match status {
+        ExitStatus::Code(0) => {}
+        ExitStatus::Code(code) => return Err(format!("hook failed (exit status: {code})")),
+        ExitStatus::Signal(sig) => return Err(format!("hook failed (signal: {sig})")),
     }
     parse_answer(call.kind, &String::from_utf8_lossy(&out))
 }
@@ -262,43 +248,6 @@ fn expected(kind: HookKind) -> &'static str {
     }
 }
 
-/// In the forked hook, before its exec: joins a process group of its own with every
-/// signal blocked, drops a terminal's signal that reached it in orch's group (as a
-/// task's child does, `child.rs`; else a Ctrl-Z caught there would stop it in its own
-/// group before its exec, with orch's thread waiting for that exec in `spawn`), and
-/// gets back the open-file limit orch started with. Until the block the fork has the
-/// mask of orch's thread (std keeps it across the fork: none blocked), and a stop then
-/// finds it still in orch's group, stopped with orch and continued with it. (A SIGSTOP
-/// sent to orch's group in the instant of the `setpgid` call itself would still take
-/// effect in the new group; a terminal sends SIGTSTP, which is blocked by then.)
-#[allow(unsafe_code)]
-fn own_group(terminal: &[libc::c_int], limits: Option<[u64; 2]>) -> std::io::Result<()> {
-    // SAFETY: plain system calls on values of this stack; the forked child has memory
-    // (and errno) of its own.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        if libc::setpgid(0, 0) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        libc::sigemptyset(&mut set);
-        libc::sigpending(&mut set);
-        for &sig in terminal {
-            if libc::sigismember(&set, sig) == 1 {
-                libc::signal(sig, libc::SIG_IGN);
-                libc::signal(sig, libc::SIG_DFL);
-            }
-        }
-        if let Some([soft, hard]) = limits {
-            libc::setrlimit(libc::RLIMIT_NOFILE, &libc::rlimit { rlim_cur: soft, rlim_max: hard });
-        }
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
-    Ok(())
-}
-
 /// A running hook's process group: listed in `LiveHooks` until the hook is reaped, and
 /// killed if the hook is given up before it exits (orch ends with a hook out: a cancel
 /// does not wait for hooks). `kill_on_drop` reaches only the hook's own process, and
@@ -337,28 +286,6 @@ impl Drop for HookGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A Ctrl-C or Ctrl-Z that reached a hook's fork in orch's group, pending when it
-    /// joins its own, is dropped: the hook runs and answers, neither killed nor stopped.
-    #[test]
-    fn a_terminal_signal_that_reached_a_hook_before_its_group_is_dropped() {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        // SIGINT first: without the drop a stopped fork would hold `spawn` (which waits
-        // for the exec) forever, and this test would hang rather than fail.
-        for raise in [libc::SIGINT, libc::SIGTSTP] {
-            let call = HookCall {
-                live: LiveHooks::default(),
-                kind: HookKind::Wake,
-                command: Command::Shell("cat > /dev/null; echo continue".into()),
-                env: Vec::new(),
-                cwd: None,
-                input: "{}".into(),
-                timeout: Some(std::time::Duration::from_secs(20)),
-                raise,
-            };
-            assert_eq!(runtime.block_on(run(call)), (Verdict::Continue, None), "signal {raise}");
-        }
-    }
 
     #[test]
     fn answers_are_json_or_a_bare_word_and_must_fit_the_hook() {

@@ -102,7 +102,7 @@ impl OutputFiles {
     /// The run's spawn context, made at the first spawn. A failure to make it (no file
     /// for `/dev/null`, say) fails that spawn with its error, and the next spawn tries
     /// again: a passing shortage must not fail the rest of the run.
-    fn context(&self) -> std::io::Result<&spawner::Context> {
+    pub(super) fn context(&self) -> std::io::Result<&spawner::Context> {
         if let Some(context) = self.shared.context.get() {
             return Ok(context);
         }

@@ -6,8 +6,9 @@
 //! engine's, through a channel), the latency between an exit and the next spawn; and
 //! tokio's own reaping costs a pidfd, two `epoll_ctl`s, a `close` and a task per child.
 //!
-//! Only registered children are reaped: other code in the process may have children of
-//! its own (hooks run through tokio::process) and wait for them by pid. So the next
+//! Only registered children are reaped (tasks' children and hooks): other code in the
+//! process may have children of its own and wait for them by pid (a program using the
+//! engine as a library, tokio::process). So the next
 //! exited child is first only *looked* at (`WNOWAIT`, which leaves it waitable) and
 //! reaped only if it is registered. Someone else's exited child not yet waited for is
 //! what such a look would return again and again: while one is in the way, the

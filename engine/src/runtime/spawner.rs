@@ -127,7 +127,6 @@ impl Context {
     /// a process group of its own; returns at once, the child still on its way to exec.
     /// A program that cannot be run (or a `cwd` that cannot be entered) is told by the
     /// child's exit, 127, and its `Failure`.
-    #[allow(unsafe_code)]
     pub fn spawn(
         &self,
         program: CString,
@@ -137,8 +136,24 @@ impl Context {
         output: RawFd,
         cwd: Option<CString>,
     ) -> io::Result<Spawned> {
+        self.spawn_with(program, argv, skip, extra, [self.devnull.as_raw_fd(), output, output], cwd)
+    }
+
+    /// As `spawn`, with the child's fds 0, 1 and 2 given (2 for orch's own stderr): a
+    /// hook gets its input and gives its answer through pipes. The fds must be above 2,
+    /// but for that one.
+    #[allow(unsafe_code)]
+    pub fn spawn_with(
+        &self,
+        program: CString,
+        argv: Vec<CString>,
+        skip: &[&[u8]],
+        extra: Vec<CString>,
+        fds: [RawFd; 3],
+        cwd: Option<CString>,
+    ) -> io::Result<Spawned> {
         let mut loans = self.loans.lock().unwrap_or_else(|p| p.into_inner());
-        let start = Start { program, argv, skip, extra, cwd, devnull: self.devnull.as_raw_fd(), output };
+        let start = Start { program, argv, skip, extra, cwd, fds };
         let (loan, failure) = child::Loan::new(loans.stack()?, start, &self.inherited);
         // SAFETY: every signal is blocked around the clone (a raw mask of all ones: libc's
         // `sigfillset` leaves out the two glibc keeps for itself), so no handler of orch's

@@ -96,14 +96,13 @@ impl ProcessWorld {
         env.extend(spec.more().env.iter().map(|(k, v)| (k.clone(), v.clone())));
         let call = HookCall {
             live: self.hook_groups.clone(),
+            outputs: self.outputs.clone(),
             kind: HookKind::Wake,
             command,
             env,
             cwd: spec.more().cwd.as_ref().map(Into::into),
             input: input.to_string(),
             timeout: graph.spec.run.hook_timeout_ms.map(std::time::Duration::from_millis),
-            #[cfg(test)]
-            raise: 0,
         };
         let queue = self.hook_queue.entry(woken.parent.clone()).or_default();
         queue.push_back((woken.child.clone(), call));
@@ -146,14 +145,13 @@ impl ProcessWorld {
         });
         let call = HookCall {
             live: self.hook_groups.clone(),
+            outputs: self.outputs.clone(),
             kind: HookKind::Finalize,
             command,
             env: self.hook_env(),
             cwd: None,
             input: input.to_string(),
             timeout: graph.spec.run.hook_timeout_ms.map(std::time::Duration::from_millis),
-            #[cfg(test)]
-            raise: 0,
         };
         let tx = self.tx.clone();
         self.runtime.spawn(async move {
