@@ -270,6 +270,24 @@ fn a_parent_stuck_on_a_failed_child_is_settled_from_a_shell() {
     assert!(f.cause.as_deref().unwrap_or_default().contains("checked by hand"), "{:?}", f.cause);
 }
 
+/// A wake hook's environment has each variable once: the parent's `env` naming one of
+/// orch's (`ORCH_STORE`) replaces it rather than adding a second copy, which a
+/// program's getenv would not see.
+#[test]
+fn a_hook_gets_each_variable_once_the_parents_env_last() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seen = tmp.path().join("seen");
+    let spec = format!(
+        "[[task]]\nid = \"p\"\nenv = {{ ORCH_STORE = \"mine\" }}\n\
+         hook = \"env | grep ^ORCH_STORE= > {}; echo continue\"\n\
+         [[task]]\nid = \"c\"\nparent = \"p\"\ncommand = \"true\"\n",
+        seen.display()
+    );
+    let (code, _) = run(tmp.path(), &spec);
+    assert_eq!(code, 0);
+    assert_eq!(std::fs::read_to_string(&seen).unwrap(), "ORCH_STORE=mine\n");
+}
+
 #[test]
 fn settling_the_last_open_task_is_answered_before_the_run_ends() {
     let tmp = tempfile::tempdir().unwrap();

@@ -96,9 +96,11 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
     let exec_path = program.to_str().unwrap_or_default().to_string();
     let argv =
         argv.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<Vec<_>, _>>().map_err(|e| cannot(e.into()))?;
-    let skip: Vec<&[u8]> = call.env.iter().map(|(k, _)| k.as_bytes()).collect();
-    let extra = call
-        .env
+    // A key given twice (the spec's env naming an ORCH_ variable) has its last value,
+    // once: a program's getenv would take the first of two.
+    let env: std::collections::BTreeMap<&str, &str> = call.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let skip: Vec<&[u8]> = env.keys().map(|k| k.as_bytes()).collect();
+    let extra = env
         .iter()
         .map(|(k, v)| spawner::entry(k.as_bytes(), v.as_bytes()))
         .collect::<Result<Vec<_>, _>>()
@@ -115,17 +117,11 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
     // The child has its copies (its fd table was copied at the clone).
     drop((stdin_read, stdout_write));
     let pid = spawned.pid;
-    let (exit_tx, mut exit_rx) = tokio::sync::oneshot::channel();
-    super::reaper::register(
-        pid,
-        Box::new(move |status| {
-            let _ = exit_tx.send(status);
-        }),
-    );
     // The hook leads its own group (pgid = its pid, set by orch too before the spawn
     // returned): a timeout kills what it started too.
-    let pgid = Some(nix::unistd::Pid::from_raw(pid));
-    let mut abandoned = HookGroup::new(pgid, &call.live);
+    let group = HookGroup::new(pid, &call.live);
+    let (exit_tx, mut exit_rx) = tokio::sync::oneshot::channel();
+    super::reaper::register(pid, group.on_reap(exit_tx));
     let deadline = call.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut stdin = tokio::net::unix::pipe::Sender::from_owned_fd(stdin_write).map_err(cannot)?;
     let input = call.input.clone();
@@ -161,7 +157,7 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
             // In this order: a hook that exited by its deadline has answered, not timed out.
             biased;
             status = &mut exit_rx => {
-                abandoned.release(); // it exited: what it left running is its own business
+                // It exited: what it left running is its own business.
                 break status.ok().flatten().ok_or("waiting for the hook: it was reaped elsewhere")?;
             }
             chunk = chunks.recv(), if !chunks.is_closed() => {
@@ -171,11 +167,8 @@ async fn run_inner(call: &HookCall) -> Result<(Verdict, Option<String>), String>
                 }
             }
             _ = sleep_until(deadline) => {
-                if let Some(g) = pgid {
-                    let _ = nix::sys::signal::killpg(g, nix::sys::signal::Signal::SIGKILL);
-                }
+                group.kill();
                 let _ = exit_rx.await;
-                abandoned.release(); // killed and reaped: its group id may be anyone's now
                 reader.abort();
                 writer.abort();
                 let ms = call.timeout.map_or(0, |t| t.as_millis());
@@ -248,38 +241,48 @@ fn expected(kind: HookKind) -> &'static str {
     }
 }
 
-/// A running hook's process group: listed in `LiveHooks` until the hook is reaped, and
-/// killed if the hook is given up before it exits (orch ends with a hook out: a cancel
-/// does not wait for hooks). `kill_on_drop` reaches only the hook's own process, and
-/// what it started would live on after orch.
+/// A running hook's process group: listed in `LiveHooks` and signalled only until the
+/// hook is reaped — the reaper's callback unlists it in the very call that reaps it, on
+/// orch's thread, so nothing signals the group id after it may have become anyone's —
+/// and killed if the hook is given up before then (orch ends with a hook out: a cancel
+/// does not wait for hooks).
 struct HookGroup {
-    pgid: Option<nix::unistd::Pid>,
+    pgid: i32,
     live: LiveHooks,
+    reaped: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl HookGroup {
-    fn new(pgid: Option<nix::unistd::Pid>, live: &LiveHooks) -> HookGroup {
-        if let Some(g) = pgid {
-            live.lock().unwrap_or_else(|p| p.into_inner()).insert(g.as_raw());
-        }
-        HookGroup { pgid, live: live.clone() }
+    fn new(pgid: i32, live: &LiveHooks) -> HookGroup {
+        live.lock().unwrap_or_else(|p| p.into_inner()).insert(pgid);
+        HookGroup { pgid, live: live.clone(), reaped: Default::default() }
     }
 
-    /// The hook was reaped: its group id may be anyone's from now on. (Called in the same
-    /// poll as the reap, so orch's thread never signals a group id in between.)
-    fn release(&mut self) {
-        if let Some(g) = self.pgid.take() {
-            self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&g.as_raw());
+    /// The reaper's callback: unlists the group, then hands the exit on.
+    fn on_reap(&self, exit: tokio::sync::oneshot::Sender<Option<ExitStatus>>) -> super::reaper::OnExit {
+        let (pgid, live, reaped) = (self.pgid, self.live.clone(), self.reaped.clone());
+        Box::new(move |status| {
+            reaped.store(true, std::sync::atomic::Ordering::Relaxed);
+            live.lock().unwrap_or_else(|p| p.into_inner()).remove(&pgid);
+            let _ = exit.send(status);
+        })
+    }
+
+    /// SIGKILL to the group, and to the hook itself should it have left the group; not
+    /// once it is reaped.
+    fn kill(&self) {
+        if !self.reaped.load(std::sync::atomic::Ordering::Relaxed) {
+            let pid = nix::unistd::Pid::from_raw(self.pgid);
+            let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         }
     }
 }
 
 impl Drop for HookGroup {
     fn drop(&mut self) {
-        if let Some(group) = self.pgid {
-            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-        }
-        self.release();
+        self.kill();
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.pgid);
     }
 }
 
