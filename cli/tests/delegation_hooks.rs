@@ -271,21 +271,19 @@ fn a_parent_stuck_on_a_failed_child_is_settled_from_a_shell() {
 }
 
 /// A wake hook's environment has each variable once: the parent's `env` naming one of
-/// orch's (`ORCH_STORE`) replaces it rather than adding a second copy, which a
-/// program's getenv would not see.
+/// orch's (`ORCH_STORE`) replaces it rather than adding a second copy, which getenv
+/// would not see (it takes the first). `printenv` answers with what getenv finds (not a
+/// verdict: the reason quotes it).
 #[test]
 fn a_hook_gets_each_variable_once_the_parents_env_last() {
     let tmp = tempfile::tempdir().unwrap();
-    let seen = tmp.path().join("seen");
-    let spec = format!(
-        "[[task]]\nid = \"p\"\nenv = {{ ORCH_STORE = \"mine\" }}\n\
-         hook = \"env | grep ^ORCH_STORE= > {}; echo continue\"\n\
-         [[task]]\nid = \"c\"\nparent = \"p\"\ncommand = \"true\"\n",
-        seen.display()
-    );
-    let (code, _) = run(tmp.path(), &spec);
-    assert_eq!(code, 0);
-    assert_eq!(std::fs::read_to_string(&seen).unwrap(), "ORCH_STORE=mine\n");
+    let spec = "[[task]]\nid = \"p\"\nenv = { ORCH_STORE = \"mine\" }\nhook = [\"printenv\", \"ORCH_STORE\"]\n\
+                [[task]]\nid = \"c\"\nparent = \"p\"\ncommand = \"true\"\n";
+    let (_, r) = run(tmp.path(), spec);
+    let answered = seq_of(&r, "hook_answered", |e| matches!(e, Event::HookAnswered(_)));
+    let Event::HookAnswered(h) = &r[answered].event else { unreachable!() };
+    let reason = h.reason.as_deref().unwrap_or_default();
+    assert!(reason.starts_with("hook answered \"mine"), "{reason}");
 }
 
 #[test]
