@@ -177,31 +177,7 @@ impl ProcessWorld {
         let runtime =
             tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(RuntimeError::Tokio)?;
         let (tx, rx) = mpsc::unbounded_channel::<Incoming>();
-        // The handlers are installed now, before any child is spawned: a Ctrl-C, or the
-        // SIGTERM of `kill`, `timeout` or a service manager, or the SIGHUP of a closed
-        // terminal, must always become a cancel record, never kill orch with its
-        // children orphaned and its run unfinished. A stream also keeps a second signal
-        // from being lost.
-        use tokio::signal::unix::SignalKind;
-        let cancels = [
-            (SignalKind::interrupt(), "interrupted (Ctrl-C)"),
-            (SignalKind::terminate(), "terminated (SIGTERM)"),
-            (SignalKind::hangup(), "hung up (SIGHUP)"),
-        ];
-        // SIGQUIT (the quit key) keeps its default: orch ends at once, with a core where
-        // those are enabled — the way out when orch's own thread is stuck, which no
-        // handler of this runtime could serve. The run is left as after a `kill -9`:
-        // `orch resume` kills what is left of its attempts and goes on.
-        for (kind, why) in cancels {
-            // A signal ignored when orch started stays ignored (`nohup` ignores SIGHUP; a
-            // shell ignores SIGINT for a background job): the classic rule for handlers.
-            if !ignored_at_start(kind.as_raw_value()) {
-                forward(&runtime, kind, &tx, move || Incoming::Interrupt(why))?;
-            }
-        }
-        // SIGCONT: orch was stopped (Ctrl-Z, or a stop of its group) and continued; its
-        // children's and hooks' groups are continued too.
-        forward(&runtime, SignalKind::from_raw(nix::libc::SIGCONT), &tx, || Incoming::Continued)?;
+        super::signals::forward_all(&runtime, &tx)?;
         // Children's exits are reaped on this thread when SIGCHLD comes, in
         // `next_input` (one wake per exit; see `reaper`). The stream exists before any
         // child does, so no exit is missed.
@@ -392,9 +368,7 @@ impl World for ProcessWorld {
                 }
                 Incoming::Continued => {
                     self.groups.continue_all();
-                    for &pgid in self.hook_groups.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                        process::signal_group(pgid, Signal::SIGCONT);
-                    }
+                    hooks::continue_all(&self.hook_groups);
                     continue;
                 }
                 Incoming::Interrupt(why) => {
@@ -423,32 +397,4 @@ impl World for ProcessWorld {
             return Ok(Some((now, input)));
         }
     }
-}
-
-/// Hands each `kind` signal to the engine as `incoming()`, from a task of the runtime.
-fn forward(
-    runtime: &tokio::runtime::Runtime,
-    kind: tokio::signal::unix::SignalKind,
-    tx: &mpsc::UnboundedSender<Incoming>,
-    incoming: impl Fn() -> Incoming + Send + 'static,
-) -> Result<(), RuntimeError> {
-    let mut stream = {
-        let _context = runtime.enter();
-        tokio::signal::unix::signal(kind).map_err(RuntimeError::Signal)?
-    };
-    let tx = tx.clone();
-    runtime.spawn(async move {
-        while stream.recv().await.is_some() {
-            if tx.send(incoming()).is_err() {
-                return;
-            }
-        }
-    });
-    Ok(())
-}
-
-/// Whether `signal` is ignored by this process now (before orch installs its handlers:
-/// as it was inherited).
-fn ignored_at_start(signal: i32) -> bool {
-    super::spawner::disposition(signal) == Some(nix::libc::SIG_IGN)
 }

@@ -52,6 +52,13 @@ impl HookKind {
 /// continued after a stop.
 pub(super) type LiveHooks = std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<i32>>>;
 
+/// SIGCONT to the group of every hook running now: orch was continued after a stop.
+pub(super) fn continue_all(live: &LiveHooks) {
+    for &pgid in live.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        super::process::signal_group(pgid, nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
 /// Everything a hook process gets besides its input.
 #[derive(Debug, Clone)]
 pub(super) struct HookCall {

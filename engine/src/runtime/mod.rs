@@ -18,6 +18,7 @@ mod process_tests;
 mod procs;
 mod reaper;
 pub mod resume;
+mod signals;
 mod spawner;
 pub mod store;
 mod world_io;
