@@ -193,8 +193,8 @@ pub struct RunArgs {
 /// How a run is executed and reported: shared by `run` and `resume`.
 #[derive(Debug, Args)]
 pub struct ExecFlags {
-    /// When records reach the disk: always, batch (group commit every 5 ms; batch:MS sets
-    /// the interval), or never.
+    /// When records reach the disk: always, batch (group commit, at most one sync per 50 ms;
+    /// batch:MS sets the interval), or never.
     #[arg(long, default_value = "batch")]
     pub durability: String,
     /// Milliseconds between SIGTERM and SIGKILL when an attempt is killed.
