@@ -85,12 +85,19 @@ def spread(v):
 
 def table_vs(title, samples, tasks, orch_name="orch"):
     o = med(samples[orch_name])
-    out = [f"#### {title}", "", f"{RUNS} runs each, alternating; median wall time of the whole command.", "",
-           "| tool | median | min–max (s) | tasks/s | orch / tool (time) |", "|---|---:|---:|---:|---:|"]
+    out = [f"#### {title}", "", f"{RUNS} runs each, alternating; median wall time of the whole command. The last "
+           "column pairs the runs of one round (the load drifts between rounds, less within one): the median of "
+           "the per-round ratios, and their range.", "",
+           "| tool | median | min–max (s) | tasks/s | orch / tool (medians) | orch / tool (per round) |",
+           "|---|---:|---:|---:|---:|---:|"]
     for name, v in samples.items():
         m = med(v)
-        ratio = "1" if name == orch_name else f"{o / m:.2f}"
-        out.append(f"| {name} | {m:.3f} s | {spread(v)} | {tasks / m:,.0f} | {ratio} |")
+        if name == orch_name:
+            ratio, paired = "1", "1"
+        else:
+            rounds = [a / b for a, b in zip(samples[orch_name], v)]
+            ratio, paired = f"{o / m:.2f}", f"{med(rounds):.3f} ({min(rounds):.2f}–{max(rounds):.2f})"
+        out.append(f"| {name} | {m:.3f} s | {spread(v)} | {tasks / m:,.0f} | {ratio} | {paired} |")
     return "\n".join(out) + "\n"
 
 
