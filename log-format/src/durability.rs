@@ -27,7 +27,7 @@ impl Durability {
     /// The interval only binds a flood of commits: the first commit after a quiet spell is
     /// synced at once (`syncer.rs`). A sync costs the machine ~0.2–0.5 ms (three device
     /// round trips on ext4 without a journal), so at 5 ms a flood of short tasks lost
-    /// 4–8% of its wall time to them; at 50 ms they cost under 1%. A power loss takes at
+    /// 4–8% of its wall time to them; at 50 ms ~1%. A power loss takes at
     /// most the last 50 ms of records, which `orch resume` runs again (the log stays a
     /// prefix). Peers with the same asynchronous commit sit wider: MongoDB's journal
     /// commits every 100 ms, PostgreSQL's `synchronous_commit = off` may lose up to
