@@ -55,12 +55,20 @@ pub(super) fn unstored(dest: &Path, e: &std::io::Error) {
     tracing::warn!(blob = %dest.display(), error = %e, "an attempt's output could not be stored");
 }
 
+/// Whether the blob at `dest` is there whole, as far as its length tells. Blobs are not
+/// synced, so a power loss can leave one cut short (or empty) under its name; kept, it
+/// would stand for every later output with the same bytes, in every run of the store.
+/// One `stat`, as the plain existence check it replaces.
+pub(super) fn stored_whole(dest: &Path, size: u64) -> bool {
+    std::fs::metadata(dest).is_ok_and(|m| m.len() == size)
+}
+
 /// Stores bytes under their digest, whole or not at all. A failure to store only loses
 /// the text (and is warned of); the digest (what the log records) is right either way.
 pub(super) fn store_bytes(bytes: &[u8], blobs: &Path, tmp_dir: &Path) -> Stored {
     let digest = Digest::of(bytes);
     let dest = blobs.join(digest.hex());
-    if !bytes.is_empty() && !dest.exists() {
+    if !bytes.is_empty() && !stored_whole(&dest, bytes.len() as u64) {
         // Written under a temporary name and renamed: a blob is whole or absent.
         match temporary(tmp_dir) {
             Ok((mut file, tmp)) => {
@@ -217,5 +225,23 @@ mod tests {
         assert!(!link_into(&file, &linked), "a name that exists is not replaced");
         assert_eq!(read_exactly(&file, 10).unwrap(), bytes[..10]);
         assert_eq!(store_bytes(&bytes[..10], &blobs, &tmp).1, 10);
+    }
+
+    #[test]
+    fn a_blob_cut_short_is_stored_again_and_a_whole_one_is_kept() {
+        let (_dir, blobs, tmp) = store();
+        let bytes = b"hello, output";
+        let (digest, _) = store_bytes(bytes, &blobs, &tmp);
+        let blob = blobs.join(digest.hex());
+        // As a power loss can leave it: the name, part of the bytes.
+        std::fs::write(&blob, &bytes[..4]).unwrap();
+        store_bytes(bytes, &blobs, &tmp);
+        assert_eq!(std::fs::read(&blob).unwrap(), bytes);
+        // Whole: not written again (its inode stays the same).
+        let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+        let before = inode(&blob);
+        store_bytes(bytes, &blobs, &tmp);
+        assert_eq!(inode(&blob), before);
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "no temporary file left");
     }
 }

@@ -210,7 +210,7 @@ impl OutputFiles {
             if !complete {
                 output::unstored(&dest, &std::io::Error::other("the output file could not be read to its end"));
             }
-            if !complete || dest.exists() {
+            if !complete || output::stored_whole(&dest, size) {
                 (stored, false)
             } else if alone && slot.linkable && output::link_into(&slot.file, &dest) {
                 (stored, true)
