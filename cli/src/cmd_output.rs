@@ -2,7 +2,7 @@
 //! store's blob named by the attempt's `attempt_exited` record — the log says which
 //! bytes, the store has them.
 
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -71,37 +71,30 @@ pub fn output(cli: &Cli, a: &OutputArgs) -> Result<ExitCode, Failure> {
             path.display()
         ))
     })?;
-    // Streamed (an output may be gigabytes) through the hasher: a blob that is not what
-    // the log says it is, is said to be so — after its bytes, which are already out.
-    let mut hashing = Hashing { out: std::io::stdout().lock(), hasher: blake3::Hasher::new() };
-    std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, blob), &mut hashing)?;
-    hashing.out.flush()?;
-    if hashing.hasher.finalize().as_bytes() != &exit.output.0 {
-        return Err(Failure::Input(format!(
+    // Checked before a byte is printed, so a damaged blob prints nothing: its length,
+    // then its digest (read once to hash, once to print: an output may be gigabytes, so
+    // it is not held in memory). Both reads are of one open file; a repair by another
+    // orch renames a new file over the name and leaves this one as it is.
+    let damaged = || {
+        Failure::Input(format!(
             "{}: the stored output {} does not match the digest its attempt recorded (the store is damaged)",
             place(),
             path.display()
-        )));
+        ))
+    };
+    if blob.metadata()?.len() != exit.output_bytes {
+        return Err(damaged());
     }
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(std::io::BufReader::with_capacity(1 << 20, &blob))?;
+    if hasher.finalize().as_bytes() != &exit.output.0 {
+        return Err(damaged());
+    }
+    (&blob).seek(SeekFrom::Start(0))?;
+    let mut out = std::io::stdout().lock();
+    std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, &blob), &mut out)?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// A writer that hashes what it passes on.
-struct Hashing<W> {
-    out: W,
-    hasher: blake3::Hasher,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.out.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
-    }
 }
 
 /// The blobs of the store the run is in: `--store`'s, unless the run was named by the

@@ -123,12 +123,15 @@ command = "true"
     let log = format!(".orch/runs/{}/log", s.run_ids()[0]);
     assert_eq!(s.orch(&["output", &log, "a"]).code(0).stdout, "out\nerr\n");
 
-    // A blob that is not what the log says is said to be so (after its bytes).
+    // A blob that is not what the log says is said to be so, and none of it is printed:
+    // of the same length (its digest tells) or cut short (its length does).
     let digest = orch_engine::record::Digest::of(b"out\nerr\n").hex();
-    std::fs::write(s.path().join(".orch/blobs").join(digest), "tampered\n").unwrap();
-    let damaged = s.orch(&["output", "latest", "a"]);
-    damaged.code(2).stderr_has("does not match the digest its attempt recorded");
-    assert_eq!(damaged.stdout, "tampered\n");
+    for tampered in ["out\nERR\n", "out\n"] {
+        std::fs::write(s.path().join(".orch/blobs").join(&digest), tampered).unwrap();
+        let damaged = s.orch(&["output", "latest", "a"]);
+        damaged.code(2).stderr_has("does not match the digest its attempt recorded");
+        assert_eq!(damaged.stdout, "", "nothing of a damaged blob is printed");
+    }
 
     s.orch(&["output", "latest", "r", "--attempt", "3"]).code(2).stderr_has("no attempt 3 (attempts: [1, 2])");
     s.orch(&["output", "latest", "nope"]).code(2).stderr_has("task \"nope\": no attempt of it");
