@@ -75,25 +75,30 @@ pub fn output(cli: &Cli, a: &OutputArgs) -> Result<ExitCode, Failure> {
     // then its digest (read once to hash, once to print: an output may be gigabytes, so
     // it is not held in memory). Both reads are of one open file; a repair by another
     // orch renames a new file over the name and leaves this one as it is.
-    let damaged = || {
+    let damaged = |what: String| {
         Failure::Input(format!(
-            "{}: the stored output {} does not match the digest its attempt recorded (the store is damaged)",
+            "{}: the stored output {} {what} (the store is damaged; a run that writes the same output \
+             stores it anew if its length differs)",
             place(),
             path.display()
         ))
     };
-    if blob.metadata()?.len() != exit.output_bytes {
-        return Err(damaged());
+    let reading = |e: std::io::Error| Failure::Other(format!("{}: reading {}: {e}", place(), path.display()));
+    let len = blob.metadata().map_err(reading)?.len();
+    if len != exit.output_bytes {
+        return Err(damaged(format!("is {len} bytes, not the {} its attempt recorded", exit.output_bytes)));
     }
     let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(std::io::BufReader::with_capacity(1 << 20, &blob))?;
+    hasher.update_reader(std::io::BufReader::with_capacity(1 << 20, &blob)).map_err(reading)?;
     if hasher.finalize().as_bytes() != &exit.output.0 {
-        return Err(damaged());
+        return Err(damaged("does not match the digest its attempt recorded".into()));
     }
-    (&blob).seek(SeekFrom::Start(0))?;
+    (&blob).seek(SeekFrom::Start(0)).map_err(reading)?;
     let mut out = std::io::stdout().lock();
-    std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, &blob), &mut out)?;
-    out.flush()?;
+    let copied = std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, &blob), &mut out);
+    copied
+        .and_then(|_| out.flush())
+        .map_err(|e| Failure::Other(format!("{}: copying {} to stdout: {e}", place(), path.display())))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -101,8 +106,11 @@ pub fn output(cli: &Cli, a: &OutputArgs) -> Result<ExitCode, Failure> {
 /// path of a log inside another store (`STORE/runs/ID/log`).
 fn blobs_dir(store: &Store, run: &Resolved) -> PathBuf {
     if run.id.is_none() {
+        // Made absolute first: `.` or `../log`, typed inside the log's directory, has no
+        // parents to go up through.
+        let log = std::fs::canonicalize(&run.log).unwrap_or_else(|_| run.log.clone());
         let of_layout = |log: &Path| Some(log.parent()?.parent()?.parent()?.join("blobs"));
-        if let Some(blobs) = of_layout(&run.log).filter(|b| b.is_dir()) {
+        if let Some(blobs) = of_layout(&log).filter(|b| b.is_dir()) {
             return blobs;
         }
     }

@@ -104,6 +104,12 @@ impl Syncer {
         }
     }
 
+    /// The writer is about to sync every commit itself (`Writer::sync`, `close`, a roll):
+    /// nothing is left for this thread (a close used to sync twice).
+    pub(crate) fn clear(&self) {
+        self.lock().dirty_since = None;
+    }
+
     /// Points the syncer at a new active segment (after a roll, which synced the old one).
     pub(crate) fn set_file(&self, file: Arc<File>) {
         self.lock().file = file;
@@ -238,6 +244,18 @@ mod tests {
         s.mark_dirty();
         wait_for_syncs(&s, 1);
         assert_eq!(s.lock().syncs, 1, "one burst, one sync");
+    }
+
+    #[test]
+    fn what_the_writer_synced_itself_is_not_synced_again() {
+        let (_dir, s) = syncer(Duration::from_secs(3600));
+        s.mark_dirty();
+        wait_for_syncs(&s, 1);
+        s.mark_dirty(); // due in an hour
+        s.clear(); // the writer synced it (a close)
+        let shared = s.shared.clone();
+        drop(s); // stops the thread, which syncs what is still dirty
+        assert_eq!(shared.state.lock().unwrap().syncs, 1);
     }
 
     #[test]

@@ -255,6 +255,10 @@ impl Writer {
     }
 
     fn sync_now(&mut self) -> Result<()> {
+        // Every commit so far is covered by this sync (commits come from this thread only).
+        if let Some(s) = &self.syncer {
+            s.clear();
+        }
         self.file.sync_data().map_err(|e| {
             self.poisoned = true;
             Error::Io { path: self.segment_path.clone(), source: e }

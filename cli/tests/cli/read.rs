@@ -123,13 +123,25 @@ command = "true"
     let log = format!(".orch/runs/{}/log", s.run_ids()[0]);
     assert_eq!(s.orch(&["output", &log, "a"]).code(0).stdout, "out\nerr\n");
 
+    // ... also when named from inside it (`.`, `../log`: no parents as typed), from
+    // anywhere, with the default store somewhere else.
+    let inside = |reference: &str| {
+        let mut cmd = s.command(&["output", reference, "a"]);
+        let out = cmd.current_dir(s.path().join(&log)).stdin(std::process::Stdio::null()).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    assert_eq!(inside("."), (Some(0), "out\nerr\n".to_string()));
+    assert_eq!(inside("../log"), (Some(0), "out\nerr\n".to_string()));
+
     // A blob that is not what the log says is said to be so, and none of it is printed:
     // of the same length (its digest tells) or cut short (its length does).
     let digest = orch_engine::record::Digest::of(b"out\nerr\n").hex();
-    for tampered in ["out\nERR\n", "out\n"] {
+    for (tampered, says) in
+        [("out\nERR\n", "does not match the digest its attempt recorded"), ("out\n", "is 4 bytes, not the 8")]
+    {
         std::fs::write(s.path().join(".orch/blobs").join(&digest), tampered).unwrap();
         let damaged = s.orch(&["output", "latest", "a"]);
-        damaged.code(2).stderr_has("does not match the digest its attempt recorded");
+        damaged.code(2).stderr_has(says);
         assert_eq!(damaged.stdout, "", "nothing of a damaged blob is printed");
     }
 
