@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 /// loss or kernel crash:
 /// - `Always`: `commit` returns after fdatasync; nothing committed is lost.
 /// - `Batch`: a background thread fdatasyncs, covering every commit since the last sync
-///   (group commit): a burst of commits after a quiet spell ~1 ms after it starts,
+///   (group commit): a burst of commits after a quiet spell 5 ms after it starts,
 ///   commits that keep coming once per `interval` at most. At most the last `interval`
 ///   of commits is lost, plus those of the sync under way.
 /// - `Never`: the OS decides; anything not yet written back may be lost. For tests and
@@ -26,13 +26,14 @@ pub enum Durability {
 
 impl Durability {
     /// The interval only binds commits that keep coming: a burst after a quiet spell (one
-    /// task's end and the next one's start) is synced once gathered, ~1 ms (`syncer.rs`).
+    /// task's end and the next one's start) is synced once gathered, 5 ms (`syncer.rs`).
     /// A sync costs the machine ~0.2–0.5 ms (three device round trips on ext4 without a
     /// journal), so at 5 ms a flood of short tasks lost 4–8% of its wall time to them; at
     /// 50 ms ~1%. A power loss takes at most the last 50 ms of records (and the sync under
-    /// way), which `orch resume` runs again (the log stays a prefix). Peers with the same asynchronous commit sit wider: MongoDB's journal
-    /// commits every 100 ms, PostgreSQL's `synchronous_commit = off` may lose up to
-    /// 3 × 200 ms, Redis's `appendfsync everysec` a second.
+    /// way), which `orch resume` runs again (the log stays a prefix). Peers with the same
+    /// asynchronous commit sit wider: MongoDB's journal commits every 100 ms, PostgreSQL's
+    /// `synchronous_commit = off` may lose up to 3 × 200 ms, Redis's `appendfsync
+    /// everysec` a second.
     pub const DEFAULT_BATCH_INTERVAL: Duration = Duration::from_millis(50);
     /// The longest interval `batch:MS` takes: a power loss may cost up to this much.
     pub const MAX_BATCH_INTERVAL_MS: u64 = 10_000;

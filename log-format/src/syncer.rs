@@ -3,9 +3,9 @@
 //!
 //! The writer never waits for it; it only marks the file dirty. When the thread syncs is
 //! decided by [`Cadence`], a pure rule over three instants (tested without a clock): a
-//! burst of commits after a quiet spell is synced once the burst is gathered (~1 ms: one
+//! burst of commits after a quiet spell is synced once the burst is gathered (5 ms: one
 //! task's exit, the decisions it leads to and the next child's start come microseconds
-//! apart), and commits that keep coming share one sync per interval at most.
+//! apart, a run's start and its first children a millisecond or two), and commits that keep coming share one sync per interval at most.
 
 use std::fs::File;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How long the first commit of a burst waits for the rest of it.
-const GATHER: Duration = Duration::from_millis(1);
+const GATHER: Duration = Duration::from_millis(5);
 
 /// When the next sync is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,12 +194,12 @@ mod tests {
     fn a_burst_after_a_quiet_spell_is_synced_once_gathered() {
         let c = Cadence::new(50 * MS);
         let t = Instant::now();
-        assert_eq!(c.next(Some(t), None), Next::SyncAt(t + MS), "the first burst of a log");
+        assert_eq!(c.next(Some(t), None), Next::SyncAt(t + GATHER), "the first burst of a log");
         let end = t;
         let later = end + 50 * MS;
-        assert_eq!(c.next(Some(later), Some(end)), Next::SyncAt(later + MS), "an interval after the last sync");
+        assert_eq!(c.next(Some(later), Some(end)), Next::SyncAt(later + GATHER), "an interval after the last sync");
         let much_later = end + 10_000 * MS;
-        assert_eq!(c.next(Some(much_later), Some(end)), Next::SyncAt(much_later + MS));
+        assert_eq!(c.next(Some(much_later), Some(end)), Next::SyncAt(much_later + GATHER));
     }
 
     #[test]
@@ -211,7 +211,8 @@ mod tests {
         assert_eq!(c.next(Some(during), Some(end)), Next::SyncAt(end + 50 * MS));
         assert_eq!(c.next(Some(end + 10 * MS), Some(end)), Next::SyncAt(end + 50 * MS));
         // Near the end of the interval, the burst still gets its gathering time.
-        assert_eq!(c.next(Some(end + 49_500 * MS / 1000), Some(end)), Next::SyncAt(end + 50_500 * MS / 1000));
+        let late = end + 49 * MS;
+        assert_eq!(c.next(Some(late), Some(end)), Next::SyncAt(late + GATHER));
     }
 
     #[test]
